@@ -1,0 +1,1 @@
+"""hpcore: predict some optimizer steps instead of computing them."""

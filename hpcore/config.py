@@ -1,0 +1,233 @@
+"""Configuration of the hybrid trainer: frozen, validated attrs classes and a builder.
+
+A bad value fails at construction with the field, the rule and the value, for example
+``'max_predict_steps' must be >= 1 (got 0)``. Change a config with ``attrs.evolve``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "CheckpointConfig",
+    "DivergenceConfig",
+    "HybridTrainerConfig",
+    "HybridTrainerConfigBuilder",
+    "LinearConfig",
+    "MLPConfig",
+    "PredictorConfig",
+    "RSSMConfig",
+]
+
+
+def _int_at_least(lo: int) -> Any:
+    def check(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            msg = f"'{attr.name}' must be an int >= {lo} (got {value!r})"
+            raise ValueError(msg)
+        if value < lo:
+            msg = f"'{attr.name}' must be >= {lo} (got {value})"
+            raise ValueError(msg)
+
+    return check
+
+
+def _float_in(lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False) -> Any:
+    left = "(" if lo_open else "["
+    right = ")" if hi_open else "]"
+
+    def check(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+        ok_type = isinstance(value, (int, float)) and not isinstance(value, bool)
+        v = float(value) if ok_type else float("nan")
+        inside = (
+            ok_type
+            and (v > lo if lo_open else v >= lo)
+            and (v < hi if hi_open else v <= hi)
+        )
+        if not inside:
+            msg = f"'{attr.name}' must be in {left}{lo}, {hi}{right} (got {value!r})"
+            raise ValueError(msg)
+
+    return check
+
+
+def _optional(check: Any) -> Any:
+    def opt(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+        if value is not None:
+            check(inst, attr, value)
+
+    return opt
+
+
+@attrs.frozen
+class LinearConfig:
+    """Per-parameter least-squares trend over the snapshot window (DESIGN section 5).
+
+    Attributes:
+        window: snapshots the line is fitted on (the most recent ones; at most ``history_size``).
+        shrink: factor applied to the extrapolated drift; 1.0 follows the line.
+    """
+
+    window: int = attrs.field(default=8, validator=_int_at_least(2))
+    shrink: float = attrs.field(default=1.0, validator=_float_in(0.0, 2.0, lo_open=True))
+
+
+@attrs.frozen
+class MLPConfig:
+    """Shared-weight per-parameter MLP nowcaster (DESIGN section 5; engine support pending)."""
+
+    hidden_dim: int = attrs.field(default=32, validator=_int_at_least(1))
+    sample_size: int = attrs.field(default=4096, validator=_int_at_least(1))
+    learning_rate: float = attrs.field(default=1e-3, validator=_float_in(0.0, 1.0, lo_open=True))
+
+
+@attrs.frozen
+class RSSMConfig:
+    """GRU + categorical latent ensemble nowcaster (DESIGN section 5; engine support pending)."""
+
+    deterministic_dim: int = attrs.field(default=16, validator=_int_at_least(1))
+    stochastic_dim: int = attrs.field(default=16, validator=_int_at_least(1))
+    num_categoricals: int = attrs.field(default=4, validator=_int_at_least(1))
+    ensemble_size: int = attrs.field(default=3, validator=_int_at_least(1))
+    sample_size: int = attrs.field(default=4096, validator=_int_at_least(1))
+    learning_rate: float = attrs.field(default=1e-3, validator=_float_in(0.0, 1.0, lo_open=True))
+
+    def __attrs_post_init__(self) -> None:
+        if self.stochastic_dim % self.num_categoricals:
+            msg = (
+                f"'stochastic_dim' must be a multiple of 'num_categoricals' "
+                f"(got {self.stochastic_dim} and {self.num_categoricals})"
+            )
+            raise ValueError(msg)
+
+
+PredictorConfig = LinearConfig | MLPConfig | RSSMConfig
+
+
+@attrs.frozen
+class DivergenceConfig:
+    """Thresholds of the divergence monitor (DESIGN section 6).
+
+    Attributes:
+        critical_zscore: loss z-score on a full step above which the step counts as critical
+            (rolled back to the last good state); the warning level is the main config's
+            ``divergence_threshold``.
+        baseline_decay: decay of the running mean and variance of the full-phase loss.
+        min_baseline_steps: full steps observed before the z-score signal is trusted.
+    """
+
+    critical_zscore: float = attrs.field(default=12.0, validator=_float_in(0.0, 1e9, lo_open=True))
+    baseline_decay: float = attrs.field(default=0.98, validator=_float_in(0.0, 1.0, hi_open=True))
+    min_baseline_steps: int = attrs.field(default=20, validator=_int_at_least(1))
+
+
+@attrs.frozen
+class CheckpointConfig:
+    """Where and how often the engine checkpoints (used by ``save_checkpoint``)."""
+
+    save_interval: int = attrs.field(default=0, validator=_int_at_least(0))
+    keep_last_n: int = attrs.field(default=3, validator=_int_at_least(1))
+    include_predictor: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+
+
+def _predictor_check(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, (LinearConfig, MLPConfig, RSSMConfig)):
+        msg = f"'predictor' must be a LinearConfig, MLPConfig or RSSMConfig (got {value!r})"
+        raise ValueError(msg)
+
+
+def _instance(cls: type) -> Any:
+    def check(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+        if not isinstance(value, cls):
+            msg = f"'{attr.name}' must be a {cls.__name__} (got {value!r})"
+            raise ValueError(msg)
+
+    return check
+
+
+@attrs.frozen
+class HybridTrainerConfig:
+    """Everything the phase machine decides with (DESIGN section 4).
+
+    Attributes:
+        warmup_steps: full steps before anything is predicted.
+        full_steps: full steps between two Predict phases (and forced after a critical event).
+        max_predict_steps: longest Predict phase (the horizon of a jump), in steps.
+        correct_steps: full steps after a jump before it is judged.
+        confidence_threshold: a jump is taken only when the predictor's confidence reaches it.
+        divergence_threshold: loss z-score that counts as a warning (ends a Predict phase).
+        history_size: snapshots of the slow trajectory kept in the ring.
+        snapshot_interval: steps between two snapshots.
+        snapshot_ema: decay of the per-step moving average the snapshots are taken of;
+            ``None`` snapshots raw parameters.
+        check_interval: predicted steps between two forward-only probe checks.
+        rollback_tolerance: relative rise of the probe loss over its pre-jump value that ends
+            a Predict phase at once (a transient rise below it is allowed: jumps are judged
+            after the Correct phase).
+        collect_metrics: keep a record of every jump for ``export_metrics``.
+        seed: seeds the engine's own randomness.
+    """
+
+    warmup_steps: int = attrs.field(default=100, validator=_int_at_least(0))
+    full_steps: int = attrs.field(default=100, validator=_int_at_least(1))
+    max_predict_steps: int = attrs.field(default=100, validator=_int_at_least(1))
+    correct_steps: int = attrs.field(default=40, validator=_int_at_least(1))
+    confidence_threshold: float = attrs.field(default=0.3, validator=_float_in(0.0, 1.0))
+    divergence_threshold: float = attrs.field(
+        default=6.0, validator=_float_in(0.0, 1e9, lo_open=True)
+    )
+    history_size: int = attrs.field(default=8, validator=_int_at_least(2))
+    snapshot_interval: int = attrs.field(default=10, validator=_int_at_least(1))
+    snapshot_ema: float | None = attrs.field(
+        default=0.9, validator=_optional(_float_in(0.0, 1.0, hi_open=True))
+    )
+    check_interval: int = attrs.field(default=20, validator=_int_at_least(1))
+    rollback_tolerance: float = attrs.field(default=0.5, validator=_float_in(0.0, 1e9))
+    collect_metrics: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+    seed: int = attrs.field(default=0, validator=_int_at_least(0))
+    predictor: PredictorConfig = attrs.field(factory=LinearConfig, validator=_predictor_check)
+    divergence: DivergenceConfig = attrs.field(
+        factory=DivergenceConfig, validator=_instance(DivergenceConfig)
+    )
+    checkpoint: CheckpointConfig = attrs.field(
+        factory=CheckpointConfig, validator=_instance(CheckpointConfig)
+    )
+
+    def __attrs_post_init__(self) -> None:
+        window = getattr(self.predictor, "window", 2)
+        if window > self.history_size:
+            msg = (
+                f"'predictor.window' must be <= 'history_size' "
+                f"(got {window} > {self.history_size})"
+            )
+            raise ValueError(msg)
+
+    @staticmethod
+    def builder() -> HybridTrainerConfigBuilder:
+        """Fluent construction: ``HybridTrainerConfig.builder().warmup_steps(200).build()``."""
+        return HybridTrainerConfigBuilder()
+
+
+class HybridTrainerConfigBuilder:
+    """Collects fields one call at a time; :meth:`build` validates them all at once."""
+
+    def __init__(self) -> None:
+        self._fields: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name not in attrs.fields_dict(HybridTrainerConfig):
+            known = ", ".join(attrs.fields_dict(HybridTrainerConfig))
+            msg = f"HybridTrainerConfig has no field {name!r}; fields are: {known}"
+            raise AttributeError(msg)
+
+        def setter(value: Any) -> HybridTrainerConfigBuilder:
+            self._fields[name] = value
+            return self
+
+        return setter
+
+    def build(self) -> HybridTrainerConfig:
+        """The validated config."""
+        return HybridTrainerConfig(**self._fields)

@@ -1,0 +1,384 @@
+"""The phase machine: Warmup -> Full -> Predict -> Correct -> Full (DESIGN section 4).
+
+The engine owns every decision and sees the model only through a :class:`TrainingPort`:
+a flat parameter vector, a full step, a forward-only loss and the optimizer state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+import structlog
+
+from hpcore import kernels
+from hpcore.config import HybridTrainerConfig
+from hpcore.divergence import DivergenceEvent, DivergenceMonitor, Level
+from hpcore.history import SnapshotHistory
+from hpcore.horizon import HorizonPolicy
+from hpcore.port import TrainingPort
+from hpcore.predictors import make_predictor
+from hpcore.trend import LossTrend
+from hpcore.types import Phase, StepResult, TrainingStatistics
+
+__all__ = ["HybridEngine", "JumpRecord"]
+
+log = structlog.get_logger(__name__)
+
+
+@attrs.frozen
+class JumpRecord:
+    """How one jump went: where it started, how far it went, how it was judged."""
+
+    step: int
+    horizon: int
+    taken: int
+    confidence: float
+    loss_before: float
+    loss_after: float | None
+    steps_gained: float | None
+    rolled_back: bool
+    reason: str
+
+
+class _Timer:
+    """Wall time of ``step`` and the part of it spent in the port (framework work)."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.port = 0.0
+
+
+class HybridEngine:
+    """Drives a :class:`TrainingPort` through the phases; one ``step(batch)`` per training step.
+
+    Args:
+        port: the adapter's framework glue.
+        config: the validated configuration.
+
+    Raises:
+        ValueError: the port's parameters are not a 1-D float32 vector.
+        NotImplementedError: the configured predictor has no implementation yet.
+    """
+
+    def __init__(self, port: TrainingPort, config: HybridTrainerConfig) -> None:
+        theta = port.flat_params()
+        if getattr(theta, "ndim", None) != 1 or theta.dtype != np.float32:
+            msg = (
+                f"the port's flat_params() must be a 1-D float32 array "
+                f"(got ndim={getattr(theta, 'ndim', None)}, dtype={getattr(theta, 'dtype', None)})"
+            )
+            raise ValueError(msg)
+        if theta.shape[0] == 0:
+            msg = "the model has no trainable parameters (flat_params() is empty)"
+            raise ValueError(msg)
+        self.port = port
+        self.config = config
+        self.theta = theta
+        xp = kernels.get_array_module(theta)
+        self.predictor = make_predictor(config.predictor)
+        self.history = SnapshotHistory(
+            theta, config.history_size, config.snapshot_interval, config.snapshot_ema
+        )
+        self.trend = LossTrend(window=max(config.full_steps, 20))
+        self.monitor = DivergenceMonitor(
+            config.divergence, config.divergence_threshold, config.rollback_tolerance
+        )
+        self.policy = HorizonPolicy(config.max_predict_steps, min_horizon=config.check_interval)
+        self._saved_theta = xp.array(theta, copy=True)  # (N,) last good state / jump origin
+        self._saved_opt = port.optimizer_state()
+        self._direction = xp.zeros_like(theta)  # (N,) forecast displacement D
+        self.phase = Phase.WARMUP if config.warmup_steps > 0 else Phase.FULL
+        self._left = config.warmup_steps if config.warmup_steps > 0 else config.full_steps
+        self.step_count = 0
+        self.trajectory_steps = 0  # full steps on the kept trajectory (rollbacks rewind it)
+        # Jump in progress.
+        self._horizon = 0
+        self._k = 0
+        self._best_k = 0
+        self._best_loss = math.inf
+        self._confidence = 0.0
+        self._probe: Any = None
+        self._loss_before = math.nan
+        self._jump_start_step = 0
+        self._saved_traj = 0  # trajectory_steps at the saved state
+        self._taken = 0  # predicted steps kept by the current jump
+        # Counters.
+        self._backward = 0
+        self._forward_only = 0
+        self._predicted = 0
+        self._rollbacks = 0
+        self._jumps = 0
+        self._jumps_accepted = 0
+        self._phase_steps = {p.value: 0 for p in Phase}
+        self._events: list[DivergenceEvent] = []
+        self.jump_records: list[JumpRecord] = []
+        self._timer = _Timer()
+
+    # ------------------------------------------------------------------ public surface
+    def step(self, batch: Any) -> StepResult:
+        """One training step: full, predicted or corrective, as the phase machine says."""
+        start = time.perf_counter()
+        phase = self.phase
+        if phase is Phase.PREDICT:
+            loss, rolled_back = self._predicted_step(batch)
+        else:
+            loss, rolled_back = self._full_step(batch)
+        result = StepResult(
+            step=self.step_count,
+            phase=phase,
+            loss=loss,
+            was_predicted=phase is Phase.PREDICT,
+            confidence=self._confidence if phase is Phase.PREDICT else 0.0,
+            rolled_back=rolled_back,
+        )
+        self._phase_steps[phase.value] += 1
+        self.step_count += 1
+        self._timer.total += time.perf_counter() - start
+        return result
+
+    def statistics(self) -> TrainingStatistics:
+        """Counters of the run so far."""
+        by_signal: dict[str, int] = {}
+        for e in self._events:
+            by_signal[e.signal] = by_signal.get(e.signal, 0) + 1
+        return TrainingStatistics(
+            total_steps=self.step_count,
+            backward_passes=self._backward,
+            forward_only_passes=self._forward_only,
+            predicted_steps=self._predicted,
+            rollbacks=self._rollbacks,
+            jumps=self._jumps,
+            jumps_accepted=self._jumps_accepted,
+            divergence_events=by_signal,
+            phase_steps=dict(self._phase_steps),
+            wall_time_s=self._timer.total,
+            engine_time_s=max(0.0, self._timer.total - self._timer.port),
+        )
+
+    @property
+    def events(self) -> tuple[DivergenceEvent, ...]:
+        """Every divergence event so far, oldest first."""
+        return tuple(self._events)
+
+    def metrics(self) -> dict[str, Any]:
+        """Statistics, config, jumps and events as one JSON-ready dict."""
+        config = attrs.asdict(self.config)
+        config["predictor"]["kind"] = type(self.config.predictor).__name__
+        return {
+            "statistics": self.statistics().to_dict(),
+            "config": config,
+            "jumps": [attrs.asdict(j) for j in self.jump_records],
+            "divergence_events": [
+                {"step": e.step, "signal": e.signal, "level": e.level.name.lower(), "value": e.value}
+                for e in self._events
+            ],
+        }
+
+    def export_metrics(self, path: str | Path) -> Path:
+        """Write :meth:`metrics` to ``path`` as JSON; returns the path."""
+        path = Path(path)
+        path.write_text(json.dumps(self.metrics(), indent=2, allow_nan=True))
+        return path
+
+    # ------------------------------------------------------------------ port calls
+    def _port_full_step(self, batch: Any) -> tuple[float, float]:
+        t0 = time.perf_counter()
+        out = self.port.full_step(batch)
+        self._timer.port += time.perf_counter() - t0
+        self._backward += 1
+        return float(out[0]), float(out[1])
+
+    def _port_forward(self, batch: Any) -> float:
+        t0 = time.perf_counter()
+        loss = float(self.port.forward_loss(batch))
+        self._timer.port += time.perf_counter() - t0
+        if self.port.forward_costs_backward:
+            self._backward += 1
+        else:
+            self._forward_only += 1
+        return self.port.all_reduce_mean(loss)
+
+    def _params_changed(self) -> None:
+        t0 = time.perf_counter()
+        self.port.commit_params()
+        self._timer.port += time.perf_counter() - t0
+
+    # ------------------------------------------------------------------ full steps
+    def _full_step(self, batch: Any) -> tuple[float, bool]:
+        loss, _grad_norm = self._port_full_step(batch)
+        loss = self.port.all_reduce_mean(loss)
+        nonfinite = 0
+        if math.isfinite(loss):
+            nonfinite = self.history.observe(self.theta).nonfinite
+        undisturbed = self.phase in (Phase.WARMUP, Phase.FULL)
+        event = self.monitor.full_step(
+            self.step_count, loss, nonfinite, update_baseline=undisturbed
+        )
+        if event is not None:
+            self._record(event)
+            if event.level is Level.CRITICAL:
+                self._critical(event)
+                return loss, True
+        self.trajectory_steps += 1
+        if undisturbed and event is None:
+            self.trend.add(self.trajectory_steps, loss)
+            if self.history.clock % self.config.snapshot_interval == 0:
+                self._save_good_state()
+        self._left -= 1
+        if self._left <= 0:
+            if self.phase is Phase.CORRECT:
+                return loss, self._judge_jump()
+            self._end_full_phase()
+        return loss, False
+
+    def _save_good_state(self) -> None:
+        kernels.copy(self._saved_theta, self.theta)
+        self._saved_opt = self.port.optimizer_state()
+        self._saved_traj = self.trajectory_steps
+
+    def _restore_saved_state(self) -> None:
+        kernels.copy(self.theta, self._saved_theta)
+        self.port.load_optimizer_state(self._saved_opt)
+        self._params_changed()
+        self.history.restart(self.theta)
+
+    def _critical(self, event: DivergenceEvent) -> None:
+        """Critical event: back to the last good state, then ``full_steps`` full steps."""
+        was = self.phase
+        if was in (Phase.PREDICT, Phase.CORRECT):
+            self._finish_jump(loss_after=None, gained=None, rolled_back=True,
+                              reason=f"critical:{event.signal}")
+        else:
+            self._restore_saved_state()
+            self._rollbacks += 1
+            self.trend.clear()
+            log.warning("rollback", step=self.step_count, reason=event.signal, phase=was.value)
+        self._set_phase(Phase.FULL, self.config.full_steps, reason="critical")
+
+    def _end_full_phase(self) -> None:
+        """Warmup or Full phase over: jump if the policy and the predictor agree."""
+        if self.phase is Phase.WARMUP:
+            self._set_phase(Phase.FULL, self.config.full_steps, reason="warmup_done")
+            return
+        self._left = self.config.full_steps
+        if self.history.count < self.predictor.min_snapshots or len(self.trend) < 3:
+            return
+        horizon = self.policy.choose()
+        if horizon == 0:
+            return
+        confidence = self.predictor.forecast(self.history, self.theta, horizon, self._direction)
+        if not confidence >= self.config.confidence_threshold:
+            log.info("jump_skipped", step=self.step_count, confidence=confidence,
+                     threshold=self.config.confidence_threshold)
+            return
+        self._save_good_state()
+        self._jumps += 1
+        self._horizon = horizon
+        self._k = 0
+        self._best_k = 0
+        self._best_loss = math.inf
+        self._confidence = confidence
+        self._probe = None
+        self._jump_start_step = self.step_count + 1
+        self._set_phase(Phase.PREDICT, horizon, reason="jump", confidence=round(confidence, 4))
+
+    # ------------------------------------------------------------------ predicted steps
+    def _predicted_step(self, batch: Any) -> tuple[float | None, bool]:
+        if self._probe is None:
+            self._probe = batch
+            self._loss_before = self._port_forward(batch)
+            self._best_loss = self._loss_before
+            if not math.isfinite(self._loss_before):
+                event = DivergenceEvent(self.step_count, "nan_inf", Level.CRITICAL,
+                                        self._loss_before)
+                self._record(event)
+                self._critical(event)
+                return self._loss_before, True
+        self._k += 1
+        self._predicted += 1
+        kernels.axpy_path(self.theta, self._saved_theta, self._direction, self._k / self._horizon)
+        self._params_changed()
+        self.port.on_predicted_step()
+        last = self._k == self._horizon
+        if not (last or self._k % self.config.check_interval == 0):
+            return None, False
+        loss = self._port_forward(self._probe)
+        event = self.monitor.probe(self.step_count, loss, self._loss_before)
+        if event is None and loss <= self._best_loss:
+            self._best_k, self._best_loss = self._k, loss
+        if event is not None:
+            self._record(event)
+            return loss, self._end_predict_early(event)
+        if last:
+            self._enter_correct()
+        return loss, False
+
+    def _end_predict_early(self, event: DivergenceEvent) -> bool:
+        """A check went wrong: settle at the best checked point of the path (a line search)."""
+        if self._best_k == 0:
+            self._finish_jump(loss_after=None, gained=None, rolled_back=True,
+                              reason=f"probe:{event.signal}")
+            self._set_phase(Phase.FULL, self.config.full_steps, reason="jump_failed")
+            return True
+        kernels.axpy_path(self.theta, self._saved_theta, self._direction,
+                          self._best_k / self._horizon)
+        self._params_changed()
+        self._enter_correct()
+        return False
+
+    def _enter_correct(self) -> None:
+        self._taken = self._best_k if self._best_k and self._k != self._horizon else self._k
+        self.history.restart(self.theta)
+        self._set_phase(Phase.CORRECT, self.config.correct_steps, reason="jump_done",
+                        taken=self._taken)
+
+    # ------------------------------------------------------------------ judging
+    def _judge_jump(self) -> bool:
+        """End of Correct: keep the jump if the probe loss is below where it started."""
+        loss_after = self._port_forward(self._probe)
+        gained = self.trend.steps_gained(self._loss_before, loss_after, self.config.correct_steps)
+        rolled_back = not (math.isfinite(loss_after) and loss_after <= self._loss_before)
+        self._finish_jump(loss_after=loss_after, gained=gained, rolled_back=rolled_back,
+                          reason="judged")
+        self._set_phase(Phase.FULL, self.config.full_steps, reason="judged")
+        return rolled_back
+
+    def _finish_jump(self, *, loss_after: float | None, gained: float | None,
+                     rolled_back: bool, reason: str) -> None:
+        taken = self._taken if self.phase is Phase.CORRECT else self._k
+        if rolled_back:
+            self._restore_saved_state()
+            self.trajectory_steps = self._saved_traj
+            self._rollbacks += 1
+            log.warning("rollback", step=self.step_count, reason=reason, horizon=self._horizon,
+                        loss_before=self._loss_before, loss_after=loss_after)
+        else:
+            self._jumps_accepted += 1
+        self.policy.update(max(taken, 1), -math.inf if gained is None else gained, rolled_back)
+        if self.config.collect_metrics:
+            self.jump_records.append(JumpRecord(
+                step=self._jump_start_step, horizon=self._horizon, taken=taken,
+                confidence=self._confidence, loss_before=self._loss_before,
+                loss_after=loss_after, steps_gained=gained, rolled_back=rolled_back,
+                reason=reason,
+            ))
+        self._probe = None
+        self._confidence = 0.0
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _record(self, event: DivergenceEvent) -> None:
+        self._events.append(event)
+        log.warning("divergence", step=event.step, signal=event.signal,
+                    level=event.level.name.lower(), value=event.value)
+
+    def _set_phase(self, phase: Phase, length: int, *, reason: str, **extra: Any) -> None:
+        log.info("phase_changed", step=self.step_count, frm=self.phase.value, to=phase.value,
+                 length=length, reason=reason, **extra)
+        self.phase = phase
+        self._left = length

@@ -1,0 +1,44 @@
+"""Horizon policy: how far the next jump goes, learned from how the last ones were judged.
+
+Multiplicative: a jump that paid for most of its skipped steps doubles the horizon, a poor
+or rolled-back one halves it; below the shortest useful horizon the policy stops jumping
+for a back-off that doubles with every failure, then tries the shortest horizon again.
+"""
+
+from __future__ import annotations
+
+__all__ = ["HorizonPolicy"]
+
+
+class HorizonPolicy:
+    """State: the current horizon, and the decision points to sit out before the next jump."""
+
+    def __init__(self, max_horizon: int, min_horizon: int, good_ratio: float = 0.6) -> None:
+        self.max_horizon = max_horizon
+        self.min_horizon = min(min_horizon, max_horizon)
+        self.good_ratio = good_ratio
+        self.horizon = max_horizon
+        self.pause = 0  # decision points to skip before jumping again
+        self.backoff = 1  # length of the next pause
+
+    def choose(self) -> int:
+        """Horizon of the next jump, 0 for no jump at this decision point."""
+        if self.pause > 0:
+            self.pause -= 1
+            return 0
+        return self.horizon
+
+    def update(self, horizon: int, steps_gained: float, rolled_back: bool) -> None:
+        """Learn from a judged jump: ``steps_gained`` of ``horizon`` skipped steps survived."""
+        ratio = steps_gained / max(horizon, 1)
+        if not rolled_back and ratio >= self.good_ratio:
+            self.horizon = min(self.max_horizon, 2 * self.horizon)
+            self.backoff = 1
+            return
+        if not rolled_back and ratio >= 0:
+            return  # paid for itself, if not much: keep the horizon
+        if self.horizon // 2 >= self.min_horizon:
+            self.horizon //= 2
+            return
+        self.pause = self.backoff
+        self.backoff *= 2

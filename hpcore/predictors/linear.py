@@ -1,0 +1,63 @@
+"""Linear predictor: a per-parameter least-squares line through the snapshot window.
+
+The coefficients are the same for every parameter, so the forecast displacement is one
+fixed combination of the snapshots (one GEMV, DESIGN section 5).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hpcore import kernels
+from hpcore.config import LinearConfig
+from hpcore.history import SnapshotHistory
+
+__all__ = ["LinearPredictor", "line_weights"]
+
+
+def line_weights(times: np.ndarray, target: float, shrink: float = 1.0) -> np.ndarray:
+    """Weights ``w`` with ``sum_i w_i S_i`` = the least-squares line through ``(times, S)`` at ``target``.
+
+    Example:
+        >>> import numpy as np
+        >>> w = line_weights(np.array([0.0, 1.0, 2.0]), 4.0)
+        >>> float(w @ np.array([1.0, 2.0, 3.0]))  # the line y = 1 + t at t = 4
+        5.0
+    """
+    t = np.asarray(times, dtype=np.float64)
+    centred = t - t.mean()
+    denom = float(centred @ centred)
+    w = np.full(t.shape, 1.0 / t.size)
+    if denom > 0:
+        w += shrink * (target - t.mean()) * centred / denom
+    return w
+
+
+class LinearPredictor:
+    """Forecasts the slow trajectory ``horizon`` steps ahead by extending its trend line."""
+
+    def __init__(self, config: LinearConfig) -> None:
+        self.config = config
+
+    @property
+    def min_snapshots(self) -> int:
+        """Snapshots needed before a forecast is possible."""
+        return self.config.window
+
+    def forecast(
+        self, history: SnapshotHistory, origin: Any, horizon: int, out: Any
+    ) -> float:
+        """Write the displacement ``D`` from ``origin`` over ``horizon`` steps into ``out``.
+
+        Returns the confidence: the share of the window's spread that the line explains.
+        The snapshots trail ``theta`` by the average's lag, which the times account for.
+        """
+        slots, times = history.window(self.config.window)
+        effective = times - history.lag
+        weights = line_weights(effective, float(history.clock + horizon), self.config.shrink)
+        ring = history.ring[slots]
+        kernels.lincomb(weights.astype(np.float64), ring, origin, -1.0, out)
+        ss_total, ss_explained = kernels.trend_r2(ring, effective - effective.mean())
+        return float(ss_explained / ss_total) if ss_total > 0 else 0.0

@@ -1,0 +1,108 @@
+"""Kernel registry and backend dispatch: one place decides which twin runs an op.
+
+A backend is picked from where the array lives (NumPy or CuPy) and what is installed;
+``use("numba")`` (also a context manager) overrides the choice for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import types
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+BACKENDS = ("numpy", "numba", "cuda", "cupy")
+# Below this many elements the NumPy reference wins: JIT dispatch overhead dominates.
+NUMBA_MIN_SIZE = 1 << 15
+
+_REGISTRY: dict[tuple[str, str], Callable[..., Any]] = {}
+_override: str | None = None
+
+
+def register(op: str, backend: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator that records ``fn`` as the ``backend`` twin of ``op``."""
+    if backend not in BACKENDS:
+        msg = f"unknown kernel backend {backend!r}; expected one of {BACKENDS}"
+        raise ValueError(msg)
+
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        _REGISTRY[(op, backend)] = fn
+        return fn
+
+    return deco
+
+
+def registered(op: str) -> tuple[str, ...]:
+    """Backends that have a twin for ``op``."""
+    return tuple(b for b in BACKENDS if (op, b) in _REGISTRY)
+
+
+def _is_cupy(x: Any) -> bool:
+    return type(x).__module__.startswith("cupy")
+
+
+def get_array_module(x: Any) -> types.ModuleType:
+    """NumPy or CuPy, whichever owns ``x`` (the boundary check of CONVENTIONS.md)."""
+    if _is_cupy(x):
+        import cupy
+
+        return cupy
+    return np
+
+
+class _Use(contextlib.AbstractContextManager):
+    def __init__(self, previous: str | None) -> None:
+        self._previous = previous
+
+    def __exit__(self, *exc: object) -> None:
+        global _override
+        _override = self._previous
+
+
+def use(backend: str | None) -> contextlib.AbstractContextManager:
+    """Force ``backend`` for every op that has it (``None`` or ``"auto"`` restores auto).
+
+    Works as a plain call or as ``with kernels.use("numba"): ...``.
+    """
+    global _override
+    if backend == "auto":
+        backend = None
+    if backend is not None and backend not in BACKENDS:
+        msg = f"unknown kernel backend {backend!r}; expected one of {BACKENDS} or 'auto'"
+        raise ValueError(msg)
+    previous, _override = _override, backend
+    return _Use(previous)
+
+
+def current_override() -> str | None:
+    """The backend forced by :func:`use`, or ``None`` in auto mode."""
+    return _override
+
+
+def _auto_backend(op: str, x: Any) -> str:
+    if _is_cupy(x):
+        for b in ("cupy", "cuda"):
+            if (op, b) in _REGISTRY:
+                return b
+        msg = f"kernel {op!r} has no GPU twin; move the array to the host first"
+        raise RuntimeError(msg)
+    if (op, "numba") in _REGISTRY and getattr(x, "size", 0) >= NUMBA_MIN_SIZE:
+        return "numba"
+    return "numpy"
+
+
+def lookup(op: str, x: Any) -> Callable[..., Any]:
+    """The twin of ``op`` that should run on array ``x``."""
+    backend = _override if _override is not None else _auto_backend(op, x)
+    fn = _REGISTRY.get((op, backend))
+    if fn is None:
+        if _override is not None and (op, "numpy") in _REGISTRY and not _is_cupy(x):
+            # An override names a preference; ops without that twin use the reference.
+            return _REGISTRY[(op, "numpy")]
+        msg = f"kernel {op!r} has no {backend!r} twin (has: {registered(op)})"
+        raise RuntimeError(msg)
+    return fn
+
+
