@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from hpcore import kernels
 from hpcore.config import HybridTrainerConfig
 from hpcore.engine import HybridEngine
 from hpcore.optim import FlatOptimizer
@@ -76,8 +77,8 @@ class NumpyPort:
                 f"it must match params {self.params.shape}"
             )
             raise ValueError(msg)
-        grad_norm = float(np.linalg.norm(grad))
-        if np.isfinite(loss) and np.isfinite(grad_norm):
+        grad_norm, _, nonfinite = kernels.vector_stats(grad)
+        if np.isfinite(loss) and nonfinite == 0:
             self.optimizer.step(self.params, grad.astype(np.float32, copy=False))
         else:
             self.optimizer.skip_step()  # never feed a non-finite gradient to the optimizer

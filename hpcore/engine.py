@@ -28,6 +28,13 @@ from hpcore.types import Phase, StepResult, TrainingStatistics
 
 __all__ = ["HybridEngine", "JumpRecord"]
 
+# Counters and jump-in-progress fields that a state dict carries as plain numbers.
+_SCALAR_STATE = (
+    "_left", "step_count", "trajectory_steps", "_horizon", "_k", "_best_k", "_best_loss",
+    "_confidence", "_loss_before", "_jump_start_step", "_saved_traj", "_taken", "_backward",
+    "_forward_only", "_predicted", "_rollbacks", "_jumps", "_jumps_accepted",
+)
+
 log = structlog.get_logger(__name__)
 
 
@@ -185,6 +192,76 @@ class HybridEngine:
         path = Path(path)
         path.write_text(json.dumps(self.metrics(), indent=2, allow_nan=True))
         return path
+
+    def state_dict(self) -> dict[str, Any]:
+        """The engine's whole state: arrays (copies), counters and the sub-states.
+
+        The model and the optimizer keep their own state; the optimizer state saved for a
+        rollback is included because the engine owns that copy. The probe batch of a jump in
+        progress is held as the object the user passed.
+        """
+        h = self.history
+        arrays = {
+            "ema": h.ema, "prev": h.prev, "prev_update": h.prev_update, "ring": h.ring,
+            "times": h.times, "saved_theta": self._saved_theta, "direction": self._direction,
+        }
+        scalars = {name: getattr(self, name) for name in _SCALAR_STATE}
+        return {
+            "version": 1,
+            "size": int(self.theta.shape[0]),
+            "arrays": {k: v.copy() for k, v in arrays.items()},
+            "scalars": scalars,
+            "phase": self.phase.value,
+            "history": {"count": h.count, "head": h.head, "clock": h.clock},
+            "policy": dict(vars(self.policy)),
+            "trend": {"steps": list(self.trend._steps), "losses": list(self.trend._losses)},
+            "monitor": {"mean": self.monitor.mean, "var": self.monitor.var,
+                        "seen": self.monitor.seen},
+            "phase_steps": dict(self._phase_steps),
+            "events": [(e.step, e.signal, int(e.level), e.value) for e in self._events],
+            "jumps": [attrs.asdict(j) for j in self.jump_records],
+            "saved_optimizer_state": self._saved_opt,
+            "probe": self._probe,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; sizes are checked before anything changes."""
+        if state.get("version") != 1:
+            msg = f"unknown engine state version {state.get('version')!r} (expected 1)"
+            raise ValueError(msg)
+        if state["size"] != self.theta.shape[0]:
+            msg = (f"engine state is for {state['size']} parameters, this model has "
+                   f"{self.theta.shape[0]}")
+            raise ValueError(msg)
+        h = self.history
+        targets = {
+            "ema": h.ema, "prev": h.prev, "prev_update": h.prev_update, "ring": h.ring,
+            "times": h.times, "saved_theta": self._saved_theta, "direction": self._direction,
+        }
+        for name, dst in targets.items():
+            src = state["arrays"][name]
+            if tuple(src.shape) != tuple(dst.shape):
+                msg = (f"engine state array {name!r} has shape {tuple(src.shape)}, "
+                       f"expected {tuple(dst.shape)} (was history_size changed?)")
+                raise ValueError(msg)
+        for name, dst in targets.items():
+            dst[...] = state["arrays"][name]
+        for name in _SCALAR_STATE:
+            setattr(self, name, state["scalars"][name])
+        self.phase = Phase(state["phase"])
+        h.count, h.head, h.clock = (state["history"][k] for k in ("count", "head", "clock"))
+        vars(self.policy).update(state["policy"])
+        self.trend.clear()
+        for t, loss in zip(state["trend"]["steps"], state["trend"]["losses"], strict=True):
+            self.trend.add(t, loss)
+        self.monitor.mean = state["monitor"]["mean"]
+        self.monitor.var = state["monitor"]["var"]
+        self.monitor.seen = state["monitor"]["seen"]
+        self._phase_steps = dict(state["phase_steps"])
+        self._events = [DivergenceEvent(s, g, Level(lv), v) for s, g, lv, v in state["events"]]
+        self.jump_records = [JumpRecord(**j) for j in state["jumps"]]
+        self._saved_opt = state["saved_optimizer_state"]
+        self._probe = state["probe"]
 
     # ------------------------------------------------------------------ port calls
     def _port_full_step(self, batch: Any) -> tuple[float, float]:

@@ -22,7 +22,7 @@ def load_digits_split(seed: int = 0, test_fraction: float = 0.25):
     x, y = load_digits(return_X_y=True)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(y))
-    n_test = int(round(test_fraction * len(y)))
+    n_test = round(test_fraction * len(y))
     test, train = order[:n_test], order[n_test:]
     mean, std = x[train].mean(axis=0), x[train].std(axis=0) + 1e-6
     x = ((x - mean) / std).astype(np.float32)

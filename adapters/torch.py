@@ -1,0 +1,349 @@
+"""PyTorch adapter: the hybrid trainer around a user's ``nn.Module``, optimizer and scheduler.
+
+At construction every trainable parameter is moved into one contiguous float32 buffer (each
+``p.data`` becomes a view of it) and the gradients into a second one; the engine sees the
+parameter buffer through DLPack, without a copy (NumPy on CPU, CuPy on CUDA). The user's
+optimizer and learning-rate scheduler keep working on the same parameter objects.
+
+Example:
+    >>> import torch
+    >>> from hpcore.adapters.torch import HybridTrainer
+    >>> model = torch.nn.Linear(2, 1)
+    >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    >>> def loss_fn(model, batch):
+    ...     x, y = batch
+    ...     return torch.nn.functional.mse_loss(model(x), y)
+    >>> trainer = HybridTrainer(model, opt, loss_fn)
+    >>> result = trainer.step((torch.ones(4, 2), torch.zeros(4, 1)))
+    >>> result.phase.value
+    'warmup'
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+try:
+    import torch
+except ImportError as exc:  # pragma: no cover - exercised only without torch
+    msg = (
+        "hpcore.adapters.torch needs PyTorch; install it with "
+        'pip install "hybrid-predict-trainer[torch]"'
+    )
+    raise ImportError(msg) from exc
+
+from hpcore.adapters._dlpack import engine_view
+
+from hpcore.config import HybridTrainerConfig
+from hpcore.engine import HybridEngine
+from hpcore.port import FullStepOutput
+from hpcore.types import Phase, StepResult, TrainingStatistics
+
+__all__ = ["HybridTrainer", "TorchPort"]
+
+LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
+
+
+def _check_loss(value: Any, where: str) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        msg = f"{where} must return a scalar torch.Tensor (got {type(value).__name__})"
+        raise TypeError(msg)
+    if value.numel() != 1:
+        msg = (
+            f"{where} must return a scalar tensor (got shape {tuple(value.shape)}); "
+            "reduce it, e.g. with .mean()"
+        )
+        raise ValueError(msg)
+    return value
+
+
+def _trainable_parameters(model: torch.nn.Module) -> tuple[list[str], list[torch.nn.Parameter]]:
+    """Named trainable parameters in the module's registration order (shared ones once)."""
+    names, params = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            names.append(name)
+            params.append(p)
+    if not params:
+        msg = (
+            f"{type(model).__name__} has no trainable parameters (none with requires_grad=True): "
+            "there is nothing to train"
+        )
+        raise ValueError(msg)
+    return names, params
+
+
+def _check_layout(names: list[str], params: list[torch.nn.Parameter]) -> None:
+    """One dtype (float32), one device, dense tensors: what a single flat buffer can view."""
+    first_name, first = names[0], params[0]
+    for name, p in zip(names, params):
+        if p.layout is not torch.strided:
+            msg = f"parameter {name!r} has layout {p.layout}; only dense (strided) tensors are supported"
+            raise ValueError(msg)
+        if p.dtype != first.dtype:
+            msg = (
+                f"trainable parameters have mixed dtypes: {first_name!r} is {first.dtype}, "
+                f"{name!r} is {p.dtype}; one flat buffer needs a single dtype (call model.float())"
+            )
+            raise ValueError(msg)
+        if p.device != first.device:
+            msg = (
+                f"trainable parameters are on several devices: {first_name!r} on {first.device}, "
+                f"{name!r} on {p.device}; move the model to one device before wrapping it"
+            )
+            raise ValueError(msg)
+    if first.dtype != torch.float32:
+        msg = (
+            f"parameter {first_name!r} is {first.dtype}; the hybrid trainer needs float32 "
+            "parameters (call model.float(); use autocast for mixed precision)"
+        )
+        raise ValueError(msg)
+    if first.device.type not in ("cpu", "cuda"):
+        msg = f"parameter {first_name!r} is on {first.device}; only cpu and cuda are supported"
+        raise ValueError(msg)
+
+
+class TorchPort:
+    """The engine's port over an ``nn.Module`` whose parameters live in one flat buffer.
+
+    Args:
+        model: the module; its trainable parameters are re-laid out in place.
+        optimizer: any ``torch.optim.Optimizer`` over (a subset of) those parameters.
+        loss_fn: ``(model, batch) -> scalar tensor``.
+        scheduler: optional learning-rate scheduler, stepped once per training step.
+    """
+
+    forward_costs_backward = False
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss_fn: LossFn,
+        scheduler: Any = None,
+    ) -> None:
+        names, params = _trainable_parameters(model)
+        _check_layout(names, params)
+        known = {id(p) for p in params}
+        for gi, group in enumerate(optimizer.param_groups):
+            for pi, p in enumerate(group["params"]):
+                if id(p) not in known:
+                    msg = (
+                        f"optimizer param_groups[{gi}]['params'][{pi}] (shape {tuple(p.shape)}) "
+                        "is not a trainable parameter of the model; build the optimizer from "
+                        "model.parameters()"
+                    )
+                    raise ValueError(msg)
+        self.model = model
+        self.optimizer = optimizer
+        self.loss_fn = loss_fn
+        self.scheduler = scheduler
+        self.names = names
+        self.params = params
+        device = params[0].device
+        sizes = [p.numel() for p in params]
+        total = sum(sizes)
+        with torch.no_grad():
+            self.flat = torch.empty(total, dtype=torch.float32, device=device)
+            self.flat_grad = torch.zeros(total, dtype=torch.float32, device=device)
+            self._grad_views: list[torch.Tensor] = []
+            offset = 0
+            # Optimizer state is keyed by the parameter objects, which keep their identity:
+            # re-pointing p.data leaves any existing state (momenta, Adam moments) valid.
+            for p, n in zip(params, sizes):
+                view = self.flat[offset : offset + n].view(p.shape)
+                view.copy_(p.data)
+                p.data = view
+                self._grad_views.append(self.flat_grad[offset : offset + n].view(p.shape))
+                offset += n
+        self._data_ptrs = [p.data_ptr() for p in params]
+        self._theta = engine_view(self.flat, device_kind=device.type)
+        self._buffers = [b for b in model.buffers()]
+
+    # ------------------------------------------------------------------ port
+    def flat_params(self) -> Any:
+        return self._theta
+
+    def _attach_grads(self) -> None:
+        """Point every ``p.grad`` back into the flat grad buffer (``zero_grad`` may drop it)."""
+        self.flat_grad.zero_()
+        for name, p, g, ptr in zip(self.names, self.params, self._grad_views, self._data_ptrs):
+            if p.data_ptr() != ptr:
+                msg = (
+                    f"parameter {name!r} no longer lives in the trainer's flat buffer (was the "
+                    "model moved or cast, or p.data replaced, after wrapping?); wrap the model "
+                    "after .to(device) and .float()"
+                )
+                raise RuntimeError(msg)
+            if p.grad is not g:
+                p.grad = g
+
+    def full_step(self, batch: Any) -> FullStepOutput:
+        self._attach_grads()
+        with torch.enable_grad():
+            loss = _check_loss(self.loss_fn(self.model, batch), "loss_fn")
+            if not loss.requires_grad:
+                msg = (
+                    "loss_fn returned a tensor that does not require grad: it does not depend "
+                    "on the trainable parameters (was it computed under torch.no_grad()?)"
+                )
+                raise ValueError(msg)
+            loss.backward()
+        loss_value = float(loss.detach())
+        for p, g in zip(self.params, self._grad_views):
+            if p.grad is not g:  # autograd replaced the grad (e.g. a hook): gather it back
+                g.copy_(p.grad)
+                p.grad = g
+        grad_norm = float(torch.linalg.vector_norm(self.flat_grad))
+        if math.isfinite(loss_value) and math.isfinite(grad_norm):
+            self.optimizer.step()
+        # else: never feed a non-finite gradient to the optimizer; the schedule still advances
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return FullStepOutput(loss_value, grad_norm)
+
+    def forward_loss(self, batch: Any) -> float:
+        # Keep the user's train/eval mode; in train mode a forward would update BatchNorm's
+        # running statistics, so buffers are put back as they were.
+        saved = [b.clone() for b in self._buffers] if self.model.training else None
+        try:
+            with torch.no_grad():
+                loss = _check_loss(self.loss_fn(self.model, batch), "loss_fn")
+                return float(loss)
+        finally:
+            if saved is not None:
+                with torch.no_grad():
+                    for b, s in zip(self._buffers, saved):
+                        b.copy_(s)
+
+    def commit_params(self) -> None:
+        return None  # the engine writes the parameters' own memory
+
+    def optimizer_state(self) -> dict[str, Any]:
+        return copy.deepcopy(self.optimizer.state_dict())
+
+    def load_optimizer_state(self, state: dict[str, Any]) -> None:
+        # torch's load_state_dict keeps same-device tensors by reference and then updates them
+        # in place; a private copy keeps the saved state reusable for a later rollback.
+        self.optimizer.load_state_dict(copy.deepcopy(state))
+
+    def on_predicted_step(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.step()
+
+    def all_reduce_mean(self, x: float) -> float:
+        dist = torch.distributed
+        if not (dist.is_available() and dist.is_initialized()):
+            return x
+        t = torch.tensor([x], dtype=torch.float64, device=self.flat.device)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return float(t) / dist.get_world_size()
+
+
+class HybridTrainer:
+    """Hybrid trainer for a PyTorch model: some steps are predicted instead of computed.
+
+    Args:
+        model: the ``nn.Module``; its trainable parameters are moved into one flat float32
+            buffer (``p.data`` views), so wrap it after ``.to(device)``. Buffers (BatchNorm
+            statistics) and the train/eval mode stay the user's.
+        optimizer: any ``torch.optim.Optimizer`` over the model's parameters (SGD, Adam,
+            AdamW...); it is stepped on full steps only.
+        loss_fn: ``(model, batch) -> scalar tensor``.
+        config: the engine's configuration (defaults when omitted).
+        scheduler: optional learning-rate scheduler, stepped on every step, predicted ones
+            included, so a schedule keeps its meaning in steps.
+
+    Raises:
+        ValueError: no trainable parameters, mixed dtypes or devices, non-float32
+            parameters, optimizer parameters outside the model, a scheduler that needs a
+            metric (``ReduceLROnPlateau``).
+        RuntimeError: parameters on CUDA without CuPy (the engine would need a host copy).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss_fn: LossFn,
+        config: HybridTrainerConfig | None = None,
+        scheduler: Any = None,
+    ) -> None:
+        if not isinstance(model, torch.nn.Module):
+            msg = f"model must be a torch.nn.Module (got {type(model).__name__})"
+            raise ValueError(msg)
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            msg = f"optimizer must be a torch.optim.Optimizer (got {type(optimizer).__name__})"
+            raise ValueError(msg)
+        if not callable(loss_fn):
+            msg = f"loss_fn must be callable as loss_fn(model, batch) (got {type(loss_fn).__name__})"
+            raise ValueError(msg)
+        if scheduler is not None:
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                msg = (
+                    "ReduceLROnPlateau needs a metric at each step; step it yourself from your "
+                    "loop (with the losses in StepResult) instead of passing it as scheduler"
+                )
+                raise ValueError(msg)
+            if not callable(getattr(scheduler, "step", None)):
+                msg = f"scheduler must have a step() method (got {type(scheduler).__name__})"
+                raise ValueError(msg)
+        if config is None:
+            config = HybridTrainerConfig()
+        self._port = TorchPort(model, optimizer, loss_fn, scheduler)
+        self._engine = HybridEngine(self._port, config)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The wrapped model (trained in place)."""
+        return self._port.model
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The user's optimizer."""
+        return self._port.optimizer
+
+    @property
+    def flat_params(self) -> torch.Tensor:
+        """The flat float32 buffer every trainable parameter is a view of."""
+        return self._port.flat
+
+    @property
+    def engine(self) -> HybridEngine:
+        """The phase machine behind this trainer."""
+        return self._engine
+
+    @property
+    def current_step(self) -> int:
+        """Steps taken so far, predicted ones included."""
+        return self._engine.step_count
+
+    @property
+    def current_phase(self) -> Phase:
+        """The phase the next step runs in."""
+        return self._engine.phase
+
+    def step(self, batch: Any) -> StepResult:
+        """One training step on ``batch`` (a predicted step does not use it)."""
+        return self._engine.step(batch)
+
+    def statistics(self) -> TrainingStatistics:
+        """Counters of the run so far."""
+        return self._engine.statistics()
+
+    def export_metrics(self, path: str | Path) -> Path:
+        """Write statistics, config, jumps and divergence events to ``path`` as JSON."""
+        return self._engine.export_metrics(path)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The engine's own state (phase, history, policy); the model's and optimizer's
+        state dicts are saved by the user as usual."""
+        return self._engine.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the engine's state from :meth:`state_dict`."""
+        self._engine.load_state_dict(state)
