@@ -393,7 +393,7 @@ class HybridEngine:
             self._record(event)
             return loss, self._end_predict_early(event)
         if last:
-            self._enter_correct()
+            self._enter_correct(taken=self._k)
         return loss, False
 
     def _end_predict_early(self, event: DivergenceEvent) -> bool:
@@ -406,11 +406,11 @@ class HybridEngine:
         kernels.axpy_path(self.theta, self._saved_theta, self._direction,
                           self._best_k / self._horizon)
         self._params_changed()
-        self._enter_correct()
+        self._enter_correct(taken=self._best_k)
         return False
 
-    def _enter_correct(self) -> None:
-        self._taken = self._best_k if self._best_k and self._k != self._horizon else self._k
+    def _enter_correct(self, taken: int) -> None:
+        self._taken = taken
         self.history.restart(self.theta)
         self._set_phase(Phase.CORRECT, self.config.correct_steps, reason="jump_done",
                         taken=self._taken)
