@@ -7,10 +7,10 @@ import math
 
 import numpy as np
 import pytest
-from hpcore.adapters.numpy import HybridTrainer
 from structlog.testing import capture_logs
 
 from hpcore import HybridTrainerConfig, LinearConfig, MLPConfig, Phase
+from hpcore.adapters.numpy import HybridTrainer
 from hpcore.optim import SGD
 
 FAR = np.full(8, 10.0, dtype=np.float32)  # training batches pull every coordinate towards 10
