@@ -76,7 +76,9 @@ class NumpyPort:
                 f"it must match params {self.params.shape}"
             )
             raise ValueError(msg)
-        sq = float(np.dot(grad, grad))  # non-finite if any entry is (or if it overflows)
+        sq = float(np.dot(grad, grad))
+        if not np.isfinite(sq):  # a non-finite entry, or only a float32 overflow of the sum?
+            sq = float(np.einsum("i,i->", grad, grad, dtype=np.float64))
         grad_norm = float(np.sqrt(sq)) if np.isfinite(sq) else float("inf")
         if np.isfinite(loss) and np.isfinite(sq):
             self.optimizer.step(self.params, grad.astype(np.float32, copy=False))

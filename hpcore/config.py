@@ -53,6 +53,15 @@ def _float_in(lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = Fa
     return check
 
 
+def _one_of(*choices: str) -> Any:
+    def check(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+        if value not in choices:
+            msg = f"'{attr.name}' must be one of {', '.join(map(repr, choices))} (got {value!r})"
+            raise ValueError(msg)
+
+    return check
+
+
 def _optional(check: Any) -> Any:
     def opt(inst: Any, attr: attrs.Attribute, value: Any) -> None:
         if value is not None:
@@ -168,6 +177,10 @@ class HybridTrainerConfig:
             after the Correct phase).
         collect_metrics: keep a record of every jump for ``export_metrics``.
         seed: seeds the engine's own randomness.
+        horizon_policy: who picks each jump's horizon: ``"linucb"`` (a contextual bandit
+            whose arms include no jump and a jump to the averaged point) or ``"doubling"``
+            (double after a jump that paid, halve and back off after one that did not).
+        bandit_alpha: exploration bonus of the LinUCB policy.
     """
 
     warmup_steps: int = attrs.field(default=100, validator=_int_at_least(0))
@@ -187,6 +200,8 @@ class HybridTrainerConfig:
     rollback_tolerance: float = attrs.field(default=0.5, validator=_float_in(0.0, 1e9))
     collect_metrics: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
     seed: int = attrs.field(default=0, validator=_int_at_least(0))
+    horizon_policy: str = attrs.field(default="linucb", validator=_one_of("linucb", "doubling"))
+    bandit_alpha: float = attrs.field(default=0.5, validator=_float_in(0.0, 10.0))
     predictor: PredictorConfig = attrs.field(factory=LinearConfig, validator=_predictor_check)
     divergence: DivergenceConfig = attrs.field(
         factory=DivergenceConfig, validator=_instance(DivergenceConfig)

@@ -17,8 +17,10 @@ import numpy as np
 import structlog
 
 from hpcore import kernels
+from hpcore.bandit import HorizonBandit, context_vector
 from hpcore.config import HybridTrainerConfig
 from hpcore.divergence import DivergenceEvent, DivergenceMonitor, Level
+from hpcore.encoder import StateEncoder
 from hpcore.history import SnapshotHistory
 from hpcore.horizon import HorizonPolicy
 from hpcore.port import TrainingPort
@@ -43,6 +45,7 @@ class JumpRecord:
     """How one jump went: where it started, how far it went, how it was judged."""
 
     step: int
+    arm: str
     horizon: int
     taken: int
     confidence: float
@@ -51,6 +54,31 @@ class JumpRecord:
     steps_gained: float | None
     rolled_back: bool
     reason: str
+
+
+def _make_policy(config: HybridTrainerConfig) -> HorizonBandit | HorizonPolicy:
+    """The configured horizon policy; horizons halve from ``max_predict_steps`` down to
+    ``check_interval``."""
+    if config.horizon_policy == "doubling":
+        return HorizonPolicy(config.max_predict_steps, min_horizon=config.check_interval)
+    horizons = [config.max_predict_steps]
+    while horizons[-1] // 2 >= config.check_interval:
+        horizons.append(horizons[-1] // 2)
+    return HorizonBandit(horizons, alpha=config.bandit_alpha,
+                         average_arm=config.snapshot_ema is not None)
+
+
+def _policy_state(policy: HorizonBandit | HorizonPolicy) -> dict[str, Any]:
+    if isinstance(policy, HorizonBandit):
+        return policy.state_dict()
+    return dict(vars(policy))
+
+
+def _load_policy_state(policy: HorizonBandit | HorizonPolicy, state: dict[str, Any]) -> None:
+    if isinstance(policy, HorizonBandit):
+        policy.load_state_dict(state)
+    else:
+        vars(policy).update(state)
 
 
 class _Timer:
@@ -96,7 +124,8 @@ class HybridEngine:
         self.monitor = DivergenceMonitor(
             config.divergence, config.divergence_threshold, config.rollback_tolerance
         )
-        self.policy = HorizonPolicy(config.max_predict_steps, min_horizon=config.check_interval)
+        self.encoder = StateEncoder()
+        self.policy = _make_policy(config)
         self._saved_theta = xp.array(theta, copy=True)  # (N,) last good state / jump origin
         self._saved_opt = port.optimizer_state()
         self._direction = xp.zeros_like(theta)  # (N,) forecast displacement D
@@ -106,6 +135,8 @@ class HybridEngine:
         self.trajectory_steps = 0  # full steps on the kept trajectory (rollbacks rewind it)
         # Jump in progress.
         self._horizon = 0
+        self._arm: str | int = "none"
+        self._context = np.zeros(0)
         self._k = 0
         self._best_k = 0
         self._best_loss = math.inf
@@ -213,7 +244,10 @@ class HybridEngine:
             "scalars": scalars,
             "phase": self.phase.value,
             "history": {"count": h.count, "head": h.head, "clock": h.clock},
-            "policy": dict(vars(self.policy)),
+            "policy": _policy_state(self.policy),
+            "encoder": self.encoder.state_dict(),
+            "arm": self._arm,
+            "context": self._context.copy(),
             "trend": {"steps": list(self.trend._steps), "losses": list(self.trend._losses)},
             "monitor": {"mean": self.monitor.mean, "var": self.monitor.var,
                         "seen": self.monitor.seen},
@@ -250,7 +284,10 @@ class HybridEngine:
             setattr(self, name, state["scalars"][name])
         self.phase = Phase(state["phase"])
         h.count, h.head, h.clock = (state["history"][k] for k in ("count", "head", "clock"))
-        vars(self.policy).update(state["policy"])
+        _load_policy_state(self.policy, state["policy"])
+        self.encoder.load_state_dict(state["encoder"])
+        self._arm = state["arm"]
+        self._context = np.array(state["context"], dtype=np.float64)
         self.trend.clear()
         for t, loss in zip(state["trend"]["steps"], state["trend"]["losses"], strict=True):
             self.trend.add(t, loss)
@@ -288,11 +325,12 @@ class HybridEngine:
 
     # ------------------------------------------------------------------ full steps
     def _full_step(self, batch: Any) -> tuple[float, bool]:
-        loss, _grad_norm = self._port_full_step(batch)
+        loss, grad_norm = self._port_full_step(batch)
         loss = self.port.all_reduce_mean(loss)
-        nonfinite = 0
+        update = None
         if math.isfinite(loss):
-            nonfinite = self.history.observe(self.theta).nonfinite
+            update = self.history.observe(self.theta)
+        nonfinite = update.nonfinite if update is not None else 0
         undisturbed = self.phase in (Phase.WARMUP, Phase.FULL)
         event = self.monitor.full_step(
             self.step_count, loss, nonfinite, update_baseline=undisturbed
@@ -305,6 +343,7 @@ class HybridEngine:
         self.trajectory_steps += 1
         if undisturbed and event is None:
             self.trend.add(self.trajectory_steps, loss)
+            self.encoder.observe(loss, grad_norm, update.norm, update.cosine)
             if self.history.clock % self.config.snapshot_interval == 0:
                 self._save_good_state()
         self._left -= 1
@@ -346,16 +385,27 @@ class HybridEngine:
         self._left = self.config.full_steps
         if self.history.count < self.predictor.min_snapshots or len(self.trend) < 3:
             return
-        horizon = self.policy.choose()
-        if horizon == 0:
+        confidence = self.predictor.confidence(self.history)
+        context = context_vector(confidence, self.encoder.encode())
+        arm = self.policy.choose(context)
+        if arm == "none":
             return
-        confidence = self.predictor.forecast(self.history, self.theta, horizon, self._direction)
-        if not confidence >= self.config.confidence_threshold:
-            log.info("jump_skipped", step=self.step_count, confidence=confidence,
-                     threshold=self.config.confidence_threshold)
-            return
+        if arm == "average":
+            # Lookahead-like: one predicted step to the averaged point.
+            horizon = 1
+            kernels.lincomb(np.ones(1), self.history.ema[None, :], self.theta, -1.0,
+                            self._direction)
+        else:
+            if not confidence >= self.config.confidence_threshold:
+                log.info("jump_skipped", step=self.step_count, confidence=confidence,
+                         threshold=self.config.confidence_threshold)
+                return
+            horizon = int(arm)
+            self.predictor.forecast(self.history, self.theta, horizon, self._direction)
         self._save_good_state()
         self._jumps += 1
+        self._arm = arm
+        self._context = context
         self._horizon = horizon
         self._k = 0
         self._best_k = 0
@@ -363,7 +413,8 @@ class HybridEngine:
         self._confidence = confidence
         self._probe = None
         self._jump_start_step = self.step_count + 1
-        self._set_phase(Phase.PREDICT, horizon, reason="jump", confidence=round(confidence, 4))
+        self._set_phase(Phase.PREDICT, horizon, reason="jump", arm=arm,
+                        confidence=round(confidence, 4))
 
     # ------------------------------------------------------------------ predicted steps
     def _predicted_step(self, batch: Any) -> tuple[float | None, bool]:
@@ -437,10 +488,12 @@ class HybridEngine:
                         loss_before=self._loss_before, loss_after=loss_after)
         else:
             self._jumps_accepted += 1
-        self.policy.update(max(taken, 1), -math.inf if gained is None else gained, rolled_back)
+        self.policy.learn(self._arm, self._context, gained, taken, self.config.correct_steps,
+                          rolled_back)
         if self.config.collect_metrics:
             self.jump_records.append(JumpRecord(
-                step=self._jump_start_step, horizon=self._horizon, taken=taken,
+                step=self._jump_start_step, arm=str(self._arm), horizon=self._horizon,
+                taken=taken,
                 confidence=self._confidence, loss_before=self._loss_before,
                 loss_after=loss_after, steps_gained=gained, rolled_back=rolled_back,
                 reason=reason,

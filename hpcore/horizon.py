@@ -7,6 +7,8 @@ for a back-off that doubles with every failure, then tries the shortest horizon 
 
 from __future__ import annotations
 
+import math
+
 __all__ = ["HorizonPolicy"]
 
 
@@ -21,16 +23,18 @@ class HorizonPolicy:
         self.pause = 0  # decision points to skip before jumping again
         self.backoff = 1  # length of the next pause
 
-    def choose(self) -> int:
-        """Horizon of the next jump, 0 for no jump at this decision point."""
+    def choose(self, context: object = None) -> int | str:
+        """Horizon of the next jump, ``"none"`` for no jump at this decision point."""
         if self.pause > 0:
             self.pause -= 1
-            return 0
+            return "none"
         return self.horizon
 
-    def update(self, horizon: int, steps_gained: float, rolled_back: bool) -> None:
-        """Learn from a judged jump: ``steps_gained`` of ``horizon`` skipped steps survived."""
-        ratio = steps_gained / max(horizon, 1)
+    def learn(self, arm: int | str, context: object, steps_gained: float | None, taken: int,
+              steps_spent: int, rolled_back: bool) -> None:
+        """Learn from a judged jump: ``steps_gained`` of ``taken`` skipped steps survived."""
+        gained = -math.inf if steps_gained is None else steps_gained
+        ratio = gained / max(taken, 1)
         if not rolled_back and ratio >= self.good_ratio:
             self.horizon = min(self.max_horizon, 2 * self.horizon)
             self.backoff = 1

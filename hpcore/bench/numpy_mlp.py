@@ -1,4 +1,4 @@
-"""A small NumPy MLP (softmax cross-entropy) on flat float32 parameters, and the digits data.
+"""Small NumPy models (an MLP, softmax regression) on flat float32 parameters, and the digits data.
 
 Used by the NumPy benchmark workload, the tests and the README's Quick Start.
 """
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-__all__ = ["MLP", "batches", "load_digits_split"]
+__all__ = ["MLP", "SoftmaxRegression", "batches", "load_digits_split"]
 
 
 def load_digits_split(seed: int = 0, test_fraction: float = 0.25):
@@ -98,6 +98,54 @@ class MLP:
             [(x.T @ dh).ravel(), dh.sum(axis=0), (h.T @ dz).ravel(), dz.sum(axis=0)]
         )
         return loss, grad.astype(np.float32)
+
+    def accuracy(self, params: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
+        """Share of ``x`` classified as ``y``."""
+        return float((self.logits(params, x).argmax(axis=1) == y).mean())
+
+
+class SoftmaxRegression:
+    """Multinomial logistic regression (``x @ W + b``, softmax cross-entropy) on a flat vector."""
+
+    def __init__(self, n_in: int, n_out: int) -> None:
+        self.shapes = [(n_in, n_out), (n_out,)]
+        self.n_in, self.n_out = n_in, n_out
+        self.size = n_in * n_out + n_out
+
+    def init(self, seed: int) -> np.ndarray:
+        """Small Gaussian weights (std 0.01), zero biases, as one float32 vector."""
+        rng = np.random.default_rng(seed)
+        w = rng.normal(0.0, 0.01, size=self.n_in * self.n_out)
+        return np.concatenate([w, np.zeros(self.n_out)]).astype(np.float32)
+
+    def _split(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        k = self.n_in * self.n_out
+        return params[:k].reshape(self.n_in, self.n_out), params[k:]
+
+    def logits(self, params: np.ndarray, x: np.ndarray) -> np.ndarray:
+        w, b = self._split(params)
+        return x @ w + b
+
+    def loss(self, params: np.ndarray, batch: tuple) -> float:
+        """Mean cross-entropy on ``batch = (x, y)``."""
+        x, y = batch
+        z = self.logits(params, x)
+        z = z - z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return float(-logp[np.arange(len(y)), y].mean())
+
+    def loss_and_grad(self, params: np.ndarray, batch: tuple) -> tuple[float, np.ndarray]:
+        """Mean cross-entropy and its gradient with respect to ``params`` (float32)."""
+        x, y = batch
+        z = self.logits(params, x)
+        z = z - z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        n = len(y)
+        loss = float(-np.log(p[np.arange(n), y] + 1e-12).mean())
+        p[np.arange(n), y] -= 1.0
+        p /= n
+        return loss, np.concatenate([(x.T @ p).ravel(), p.sum(axis=0)]).astype(np.float32)
 
     def accuracy(self, params: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
         """Share of ``x`` classified as ``y``."""

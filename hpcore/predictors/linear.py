@@ -46,18 +46,19 @@ class LinearPredictor:
         """Snapshots needed before a forecast is possible."""
         return self.config.window
 
-    def forecast(
-        self, history: SnapshotHistory, origin: Any, horizon: int, out: Any
-    ) -> float:
+    def confidence(self, history: SnapshotHistory) -> float:
+        """Share of the window's spread that the line explains (R^2 over all parameters)."""
+        slots, times = history.window(self.config.window)
+        ss_total, ss_explained = kernels.trend_r2(history.ring[slots], times - times.mean())
+        return float(ss_explained / ss_total) if ss_total > 0 else 0.0
+
+    def forecast(self, history: SnapshotHistory, origin: Any, horizon: int, out: Any) -> None:
         """Write the displacement ``D`` from ``origin`` over ``horizon`` steps into ``out``.
 
-        Returns the confidence: the share of the window's spread that the line explains.
         The snapshots trail ``theta`` by the average's lag, which the times account for.
         """
         slots, times = history.window(self.config.window)
-        effective = times - history.lag
-        weights = line_weights(effective, float(history.clock + horizon), self.config.shrink)
-        ring = history.ring[slots]
-        kernels.lincomb(weights.astype(np.float64), ring, origin, -1.0, out)
-        ss_total, ss_explained = kernels.trend_r2(ring, effective - effective.mean())
-        return float(ss_explained / ss_total) if ss_total > 0 else 0.0
+        weights = np.zeros(history.ring.shape[0])
+        weights[slots] = line_weights(times - history.lag, float(history.clock + horizon),
+                                      self.config.shrink)
+        kernels.lincomb(weights, history.ring, origin, -1.0, out)

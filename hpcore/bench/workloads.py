@@ -1,0 +1,481 @@
+"""Benchmark workloads: a model, its real data and an optimizer family, for each framework.
+
+A :class:`Workload` names what is trained; :meth:`Workload.task` binds an optimizer
+(``"sgd"``: SGD with momentum 0.9, ``"adam"``) and :meth:`Task.build` makes one fresh *run*:
+the model at the seed's initial point, its optimizer (with a cosine schedule or a constant
+rate) and its data. A run offers the plain loop's step, the hybrid trainer over the same model
+and optimizer, flat get/set of the parameters (for Lookahead) and validation.
+
+Torch and JAX are imported only when a workload of theirs is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import attrs
+import numpy as np
+
+from hpcore.bench import data
+from hpcore.bench.numpy_mlp import MLP, SoftmaxRegression
+
+__all__ = ["WORKLOADS", "Task", "Workload", "compile_seconds", "get_task", "torch_available"]
+
+
+def torch_available() -> bool:
+    """Whether PyTorch can be imported."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------- JAX compile clock
+class _CompileClock:
+    """Cumulative JAX tracing + lowering + compilation time, from ``jax.monitoring`` events."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.installed = False
+
+    def listen(self, event: str, duration: float, **_kw: Any) -> None:
+        if event.startswith("/jax/core/compile/"):
+            self.seconds += duration
+
+    def install(self) -> None:
+        if not self.installed:
+            import jax
+
+            jax.monitoring.register_event_duration_secs_listener(self.listen)
+            self.installed = True
+
+
+_CLOCK = _CompileClock()
+
+
+def compile_seconds() -> float:
+    """JAX JIT compilation seconds so far in this process (0 before any JAX workload)."""
+    return _CLOCK.seconds
+
+
+# ---------------------------------------------------------------------------- runs
+class NumpyRun:
+    """A NumPy model over a flat float32 vector with an :mod:`hpcore.optim` optimizer."""
+
+    def __init__(self, model: Any, split: tuple, optimizer: str, lr: float, steps: int,
+                 schedule: str, seed: int, batch_size: int) -> None:
+        from hpcore.optim import SGD, Adam, cosine_schedule
+
+        self.model = model
+        self.x, self.y, self.xv, self.yv = split
+        self.params = model.init(seed)
+        rate: Any = cosine_schedule(lr, steps) if schedule == "cosine" else lr
+        self.opt = SGD(rate, momentum=0.9) if optimizer == "sgd" else Adam(rate)
+        self.seed, self.batch_size = seed, batch_size
+        self.trainer: Any = None
+
+    def batches(self) -> Iterator[tuple]:
+        return data.batches(self.x, self.y, self.batch_size, self.seed)
+
+    def plain_step(self, batch: Any) -> None:
+        _, grad = self.model.loss_and_grad(self.params, batch)
+        self.opt.step(self.params, grad)
+
+    def make_hybrid(self, config: Any) -> Any:
+        from hpcore.adapters.numpy import HybridTrainer
+
+        self.trainer = HybridTrainer(self.params, self.model.loss_and_grad, self.opt, config,
+                                     loss_fn=self.model.loss)
+        return self.trainer
+
+    def get_flat(self) -> np.ndarray:
+        return self.params.copy()
+
+    def set_flat(self, v: np.ndarray) -> None:
+        self.params[...] = v
+
+    def validate(self) -> tuple[float, float]:
+        return (self.model.loss(self.params, (self.xv, self.yv)),
+                self.model.accuracy(self.params, self.xv, self.yv))
+
+
+class TorchRun:
+    """A ``torch.nn.Module`` with ``torch.optim`` SGD-momentum or Adam and an optional
+    ``CosineAnnealingLR`` (stepped every step, predicted ones included)."""
+
+    def __init__(self, make_model: Callable[[], Any], loss_fn: Callable, batches: Callable,
+                 val: tuple, optimizer: str, lr: float, steps: int, schedule: str,
+                 seed: int) -> None:
+        import torch
+
+        torch.manual_seed(seed)
+        self.torch = torch
+        self.model = make_model()
+        self.loss_fn = loss_fn
+        self._batches = batches
+        self.val = val
+        self.seed = seed
+        if optimizer == "sgd":
+            self.opt = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=0.9)
+        else:
+            self.opt = torch.optim.Adam(self.model.parameters(), lr=lr)
+        self.sched = (torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=steps)
+                      if schedule == "cosine" else None)
+        self.trainer: Any = None
+
+    def batches(self) -> Iterator[tuple]:
+        return self._batches(self.seed)
+
+    def plain_step(self, batch: Any) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.loss_fn(self.model, batch)
+        loss.backward()
+        self.opt.step()
+        if self.sched is not None:
+            self.sched.step()
+
+    def make_hybrid(self, config: Any) -> Any:
+        from hpcore.adapters.torch import HybridTrainer
+
+        self.trainer = HybridTrainer(self.model, self.opt, self.loss_fn, config,
+                                     scheduler=self.sched)
+        return self.trainer
+
+    def get_flat(self) -> np.ndarray:
+        vec = self.torch.nn.utils.parameters_to_vector(self.model.parameters())
+        return vec.detach().numpy().copy()
+
+    def set_flat(self, v: np.ndarray) -> None:
+        with self.torch.no_grad():
+            vec = self.torch.from_numpy(np.asarray(v, dtype=np.float32))
+            self.torch.nn.utils.vector_to_parameters(vec, self.model.parameters())
+
+    def validate(self) -> tuple[float, float]:
+        torch = self.torch
+        with torch.no_grad():
+            x, y = self.val
+            logits = self.model(x)
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                                     y.reshape(-1))
+            acc = (logits.argmax(-1) == y).float().mean()
+        return float(loss), float(acc)
+
+
+class JaxRun:
+    """A JAX parameter pytree with ``optax.sgd(momentum=0.9)`` or ``optax.adam``, constant or
+    ``optax.cosine_decay_schedule``; the plain step is one jitted function."""
+
+    def __init__(self, init: Callable, logits: Callable, split: tuple, optimizer: str,
+                 lr: float, steps: int, schedule: str, seed: int, batch_size: int) -> None:
+        import jax
+        import jax.numpy as jnp
+        import optax
+        from jax.flatten_util import ravel_pytree
+
+        _CLOCK.install()
+        self.jax, self.jnp = jax, jnp
+        self.x, self.y, xv, yv = split
+        self.xv, self.yv = jnp.asarray(xv), jnp.asarray(yv)
+        self.seed, self.batch_size = seed, batch_size
+        rate: Any = optax.cosine_decay_schedule(lr, steps) if schedule == "cosine" else lr
+        self.tx = optax.sgd(rate, momentum=0.9) if optimizer == "sgd" else optax.adam(rate)
+        self._params = init(jax.random.PRNGKey(seed))
+        self.opt_state = self.tx.init(self._params)
+        self._unravel = ravel_pytree(self._params)[1]
+
+        def loss_fn(p: Any, batch: Any) -> Any:
+            xb, yb = batch
+            return optax.softmax_cross_entropy_with_integer_labels(logits(p, xb), yb).mean()
+
+        def train_step(p: Any, s: Any, batch: Any) -> tuple:
+            loss, grads = jax.value_and_grad(loss_fn)(p, batch)
+            updates, s = self.tx.update(grads, s, p)
+            return loss, optax.apply_updates(p, updates), s
+
+        def evaluate(p: Any) -> tuple:
+            z = logits(p, self.xv)
+            loss = optax.softmax_cross_entropy_with_integer_labels(z, self.yv).mean()
+            return loss, (z.argmax(-1) == self.yv).mean()
+
+        self.loss_fn = loss_fn
+        self._step = jax.jit(train_step)
+        self._eval = jax.jit(evaluate)
+        self.trainer: Any = None
+
+    @property
+    def params(self) -> Any:
+        return self.trainer.params if self.trainer is not None else self._params
+
+    def batches(self) -> Iterator[tuple]:
+        for xb, yb in data.batches(self.x, self.y, self.batch_size, self.seed):
+            yield self.jnp.asarray(xb), self.jnp.asarray(yb)
+
+    def plain_step(self, batch: Any) -> None:
+        loss, self._params, self.opt_state = self._step(self._params, self.opt_state, batch)
+        float(loss)  # wait for the step (JAX dispatches asynchronously)
+
+    def make_hybrid(self, config: Any) -> Any:
+        from hpcore.adapters.jax import HybridTrainer
+
+        self.trainer = HybridTrainer(self._params, self.tx, self.loss_fn, config)
+        return self.trainer
+
+    def get_flat(self) -> np.ndarray:
+        from jax.flatten_util import ravel_pytree
+
+        return np.asarray(ravel_pytree(self.params)[0], dtype=np.float32).copy()
+
+    def set_flat(self, v: np.ndarray) -> None:
+        self._params = self._unravel(self.jnp.asarray(np.asarray(v, dtype=np.float32)))
+
+    def validate(self) -> tuple[float, float]:
+        loss, acc = self._eval(self.params)
+        return float(loss), float(acc)
+
+
+# ---------------------------------------------------------------------------- torch models
+def _torch_batches(x: np.ndarray, y: np.ndarray, batch_size: int, shape: tuple[int, ...] = ()):
+    import torch
+
+    def make(seed: int) -> Iterator[tuple]:
+        for xb, yb in data.batches(x, y, batch_size, seed):
+            xt = torch.from_numpy(xb)
+            yield (xt.reshape(len(xb), *shape) if shape else xt), torch.from_numpy(yb)
+
+    return make
+
+
+def _ce(model: Any, batch: tuple) -> Any:
+    import torch
+
+    x, y = batch
+    logits = model(x)
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+
+def _torch_mlp(n_in: int, n_hidden: int, n_out: int, act: str) -> Callable[[], Any]:
+    def make() -> Any:
+        import torch
+
+        a = torch.nn.Tanh() if act == "tanh" else torch.nn.ReLU()
+        return torch.nn.Sequential(torch.nn.Linear(n_in, n_hidden), a,
+                                   torch.nn.Linear(n_hidden, n_out))
+
+    return make
+
+
+def _torch_cnn() -> Any:
+    import torch
+
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),   # 8 x 14 x 14
+        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 16 x 7 x 7
+        nn.Flatten(), nn.Linear(16 * 7 * 7, 10),
+    )
+
+
+def _char_transformer(vocab: int, seq_len: int, d_model: int = 64, layers: int = 2) -> Any:
+    import torch
+
+    nn = torch.nn
+
+    class CharTransformer(nn.Module):
+        """Decoder-only character model: token + position embeddings, causal pre-LN blocks."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.tok = nn.Embedding(vocab, d_model)
+            self.pos = nn.Parameter(torch.zeros(seq_len, d_model))
+            block = nn.TransformerEncoderLayer(d_model, nhead=4, dim_feedforward=2 * d_model,
+                                               dropout=0.0, batch_first=True, norm_first=True)
+            self.blocks = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
+            self.norm = nn.LayerNorm(d_model)
+            self.head = nn.Linear(d_model, vocab)
+            self.register_buffer("mask", nn.Transformer.generate_square_subsequent_mask(seq_len),
+                                 persistent=False)
+
+        def forward(self, x: Any) -> Any:
+            t = x.shape[1]
+            h = self.tok(x) + self.pos[:t]
+            h = self.blocks(h, mask=self.mask[:t, :t], is_causal=True)
+            return self.head(self.norm(h))
+
+    return CharTransformer()
+
+
+# ---------------------------------------------------------------------------- builders
+def _numpy_mlp_digits(seed, optimizer, lr, steps, schedule):
+    return NumpyRun(MLP(64, 64, 10), data.load_digits_split(seed), optimizer, lr, steps,
+                    schedule, seed, 32)
+
+
+def _numpy_softmax_bc(seed, optimizer, lr, steps, schedule):
+    return NumpyRun(SoftmaxRegression(30, 2), data.load_breast_cancer_split(seed), optimizer, lr,
+                    steps, schedule, seed, 32)
+
+
+def _torch_mlp_digits(seed, optimizer, lr, steps, schedule):
+    import torch
+
+    x, y, xv, yv = data.load_digits_split(seed)
+    return TorchRun(_torch_mlp(64, 64, 10, "tanh"), _ce, _torch_batches(x, y, 32),
+                    (torch.from_numpy(xv), torch.from_numpy(yv)), optimizer, lr, steps,
+                    schedule, seed)
+
+
+def _torch_mlp_mnist(seed, optimizer, lr, steps, schedule):
+    import torch
+
+    x, y, xv, yv = data.load_mnist()
+    return TorchRun(_torch_mlp(784, 128, 10, "relu"), _ce, _torch_batches(x, y, 64),
+                    (torch.from_numpy(xv), torch.from_numpy(yv)), optimizer, lr, steps,
+                    schedule, seed)
+
+
+def _torch_cnn_mnist(seed, optimizer, lr, steps, schedule):
+    import torch
+
+    x, y, xv, yv = data.load_mnist()
+    xv, yv = xv[:1000], yv[:1000]
+    return TorchRun(_torch_cnn, _ce, _torch_batches(x, y, 32, (1, 28, 28)),
+                    (torch.from_numpy(xv).reshape(-1, 1, 28, 28), torch.from_numpy(yv)),
+                    optimizer, lr, steps, schedule, seed)
+
+
+_SEQ = 64
+
+
+def _torch_char_transformer(seed, optimizer, lr, steps, schedule):
+    import torch
+
+    corpus = data.load_shakespeare()
+
+    def batches(s: int) -> Iterator[tuple]:
+        for xb, yb in corpus.windows("train", _SEQ, 16, s):
+            yield torch.from_numpy(xb), torch.from_numpy(yb)
+
+    xv, yv = corpus.fixed_windows("val", _SEQ, 64)
+    return TorchRun(lambda: _char_transformer(corpus.vocab_size, _SEQ), _ce, batches,
+                    (torch.from_numpy(xv), torch.from_numpy(yv)), optimizer, lr, steps,
+                    schedule, seed)
+
+
+def _jax_mlp_digits(seed, optimizer, lr, steps, schedule):
+    import jax
+    import jax.numpy as jnp
+
+    def init(key: Any) -> dict:
+        k1, k2 = jax.random.split(key)
+        return {"w1": jax.random.normal(k1, (64, 64)) / 8.0, "b1": jnp.zeros(64),
+                "w2": jax.random.normal(k2, (64, 10)) / 8.0, "b2": jnp.zeros(10)}
+
+    def logits(p: dict, x: Any) -> Any:
+        return jnp.tanh(x @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"]
+
+    return JaxRun(init, logits, data.load_digits_split(seed), optimizer, lr, steps, schedule,
+                  seed, 32)
+
+
+# ---------------------------------------------------------------------------- registry
+@attrs.frozen
+class Workload:
+    """What is trained: a model, its data, the optimizers and learning-rate grids it is run with.
+
+    Attributes:
+        name: registry key, ``<framework>-<model>-<data>``.
+        framework: ``"numpy"``, ``"torch"`` or ``"jax"``.
+        description: one line for tables.
+        lr_grids: optimizer name -> learning rates the baseline's sweep tries.
+        steps: the suite's step budget for this workload.
+        eval_every: steps between two validation points.
+        builder: ``(seed, optimizer, lr, steps, schedule) -> run``.
+    """
+
+    name: str
+    framework: str
+    description: str
+    lr_grids: dict[str, tuple[float, ...]]
+    steps: int
+    eval_every: int
+    builder: Callable[..., Any] = attrs.field(repr=False)
+
+    @property
+    def optimizers(self) -> tuple[str, ...]:
+        return tuple(self.lr_grids)
+
+    def task(self, optimizer: str) -> Task:
+        """This workload with ``optimizer`` bound."""
+        if optimizer not in self.lr_grids:
+            msg = (f"workload {self.name!r} runs with {', '.join(self.lr_grids)}, not {optimizer!r}")
+            raise ValueError(msg)
+        return Task(self, optimizer)
+
+
+@attrs.frozen
+class Task:
+    """A workload with its optimizer chosen: what one time-to-target comparison runs."""
+
+    workload: Workload
+    optimizer: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.workload.name}-{self.optimizer}"
+
+    @property
+    def lr_grid(self) -> tuple[float, ...]:
+        return self.workload.lr_grids[self.optimizer]
+
+    @property
+    def eval_every(self) -> int:
+        return self.workload.eval_every
+
+    def build(self, *, seed: int, lr: float, steps: int, schedule: str = "constant") -> Any:
+        """A fresh run at the seed's initial point (schedule ``"constant"`` or ``"cosine"``)."""
+        if schedule not in ("constant", "cosine"):
+            msg = f"schedule must be 'constant' or 'cosine' (got {schedule!r})"
+            raise ValueError(msg)
+        return self.workload.builder(seed, self.optimizer, lr, steps, schedule)
+
+
+_SGD = (0.01, 0.03, 0.1, 0.3)
+_ADAM = (3e-4, 1e-3, 3e-3, 1e-2)
+
+WORKLOADS: dict[str, Workload] = {w.name: w for w in (
+    Workload("numpy-mlp-digits", "numpy", "NumPy MLP 64-64-10 (tanh) on digits, batch 32",
+             {"sgd": (0.01, 0.02, 0.05, 0.1, 0.2), "adam": _ADAM}, 1500, 25, _numpy_mlp_digits),
+    Workload("torch-mlp-digits", "torch", "PyTorch MLP 64-64-10 (tanh) on digits, batch 32",
+             {"sgd": _SGD, "adam": _ADAM}, 1500, 25, _torch_mlp_digits),
+    Workload("torch-mlp-mnist", "torch",
+             "PyTorch MLP 784-128-10 (ReLU) on MNIST (12k train / 2k val), batch 64",
+             {"sgd": (0.01, 0.03, 0.1), "adam": (3e-4, 1e-3, 3e-3)}, 1000, 25, _torch_mlp_mnist),
+    Workload("torch-cnn-mnist", "torch",
+             "PyTorch CNN (2 conv 8/16 ch + linear) on MNIST (12k train / 1k val), batch 32",
+             {"sgd": (0.01, 0.03, 0.1), "adam": (3e-4, 1e-3, 3e-3)}, 600, 25, _torch_cnn_mnist),
+    Workload("torch-chartf-shakespeare", "torch",
+             "PyTorch char transformer (2 pre-LN blocks, d=64, ctx 64) on Shakespeare, batch 16",
+             {"adam": (1e-3, 3e-3, 1e-2)}, 600, 25, _torch_char_transformer),
+    Workload("jax-mlp-digits", "jax", "JAX MLP 64-64-10 (tanh) on digits, batch 32",
+             {"sgd": _SGD, "adam": _ADAM}, 1500, 25, _jax_mlp_digits),
+    Workload("numpy-softmax-breastcancer", "numpy",
+             "NumPy softmax regression on breast-cancer (sklearn), batch 32",
+             {"sgd": _SGD, "adam": (1e-3, 3e-3, 1e-2, 3e-2)}, 1500, 25, _numpy_softmax_bc),
+)}
+
+SUITE_DEFAULT = ("torch-mlp-mnist", "torch-cnn-mnist", "torch-chartf-shakespeare",
+                 "jax-mlp-digits", "numpy-softmax-breastcancer")
+
+
+def get_task(name: str, optimizer: str) -> Task:
+    """The registered workload ``name`` with ``optimizer`` bound.
+
+    Raises:
+        ValueError: unknown workload (the message lists the known ones) or optimizer.
+    """
+    if name not in WORKLOADS:
+        msg = f"unknown workload {name!r}; known: {', '.join(WORKLOADS)}"
+        raise ValueError(msg)
+    return WORKLOADS[name].task(optimizer)
