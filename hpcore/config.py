@@ -200,7 +200,7 @@ class HybridTrainerConfig:
     rollback_tolerance: float = attrs.field(default=0.5, validator=_float_in(0.0, 1e9))
     collect_metrics: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
     seed: int = attrs.field(default=0, validator=_int_at_least(0))
-    horizon_policy: str = attrs.field(default="linucb", validator=_one_of("linucb", "doubling"))
+    horizon_policy: str = attrs.field(default="doubling", validator=_one_of("linucb", "doubling"))
     bandit_alpha: float = attrs.field(default=0.5, validator=_float_in(0.0, 10.0))
     predictor: PredictorConfig = attrs.field(factory=LinearConfig, validator=_predictor_check)
     divergence: DivergenceConfig = attrs.field(
