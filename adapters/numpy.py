@@ -53,8 +53,10 @@ class NumpyPort:
         loss_and_grad: LossAndGrad,
         optimizer: FlatOptimizer,
         loss_fn: LossFn | None,
+        group_offsets: np.ndarray | None = None,
     ) -> None:
         self.params = params
+        self.group_offsets = group_offsets
         self.loss_and_grad = loss_and_grad
         self.optimizer = optimizer
         self.loss_fn = loss_fn
@@ -117,6 +119,9 @@ class HybridTrainer:
         config: the engine's configuration (defaults when omitted).
         loss_fn: ``(params, batch) -> loss`` for forward-only checks; without it
             ``loss_and_grad`` serves and the call is counted as a backward pass.
+        group_sizes: sizes of consecutive parameter groups (e.g. one per layer tensor),
+            summing to ``params.size``; the residual store corrects each group's forecast
+            on its own. One group when omitted.
 
     Raises:
         ValueError: ``params`` is not a non-empty, writeable, contiguous 1-D float32 array.
@@ -129,6 +134,7 @@ class HybridTrainer:
         optimizer: FlatOptimizer,
         config: HybridTrainerConfig | None = None,
         loss_fn: LossFn | None = None,
+        group_sizes: list[int] | None = None,
     ) -> None:
         if not isinstance(params, np.ndarray):
             msg = f"params must be a NumPy array (got {type(params).__name__})"
@@ -153,7 +159,15 @@ class HybridTrainer:
             raise ValueError(msg)
         if config is None:
             config = HybridTrainerConfig()
-        self._port = NumpyPort(params, loss_and_grad, optimizer, loss_fn)
+        offsets = None
+        if group_sizes is not None:
+            sizes = [int(n) for n in group_sizes]
+            if any(n <= 0 for n in sizes) or sum(sizes) != params.size:
+                msg = (f"group_sizes must be positive and sum to params.size={params.size} "
+                       f"(got {sizes})")
+                raise ValueError(msg)
+            offsets = np.concatenate([[0], np.cumsum(sizes)])
+        self._port = NumpyPort(params, loss_and_grad, optimizer, loss_fn, offsets)
         self._engine = HybridEngine(self._port, config)
 
     @property

@@ -181,6 +181,9 @@ class HybridTrainerConfig:
             whose arms include no jump and a jump to the averaged point) or ``"doubling"``
             (double after a jump that paid, halve and back off after one that did not).
         bandit_alpha: exploration bonus of the LinUCB policy.
+        residual_capacity: judged jumps remembered by the residual store, which scales
+            each parameter group's forecast by how far past jumps really went (0: off).
+        residual_temperature: softmax temperature of the store's state similarity.
     """
 
     warmup_steps: int = attrs.field(default=100, validator=_int_at_least(0))
@@ -202,6 +205,10 @@ class HybridTrainerConfig:
     seed: int = attrs.field(default=0, validator=_int_at_least(0))
     horizon_policy: str = attrs.field(default="doubling", validator=_one_of("linucb", "doubling"))
     bandit_alpha: float = attrs.field(default=0.5, validator=_float_in(0.0, 10.0))
+    residual_capacity: int = attrs.field(default=64, validator=_int_at_least(0))
+    residual_temperature: float = attrs.field(
+        default=0.2, validator=_float_in(0.0, 100.0, lo_open=True)
+    )
     predictor: PredictorConfig = attrs.field(factory=LinearConfig, validator=_predictor_check)
     divergence: DivergenceConfig = attrs.field(
         factory=DivergenceConfig, validator=_instance(DivergenceConfig)

@@ -48,10 +48,19 @@ class DivergenceMonitor:
         self.seen = 0  # full-phase losses in the baseline
 
     def zscore(self, loss: float) -> float:
-        """How many baseline deviations ``loss`` lies above the baseline mean (0 if unknown)."""
-        if self.seen < self.config.min_baseline_steps or self.var <= 0:
+        """How many baseline deviations ``loss`` lies above the baseline mean (0 if unknown).
+
+        The deviation is floored at 1% of the mean's magnitude, so that a nearly constant
+        loss does not turn every small move into a spike.
+        """
+        if self.seen < self.config.min_baseline_steps:
             return 0.0
-        return (loss - self.mean) / math.sqrt(self.var)
+        std = max(math.sqrt(self.var), 0.01 * abs(self.mean), 1e-12)
+        return (loss - self.mean) / std
+
+    def reset(self) -> None:
+        """Forget the baseline (after a rollback the run is somewhere else)."""
+        self.mean, self.var, self.seen = 0.0, 0.0, 0
 
     def full_step(self, step: int, loss: float, nonfinite: int, *, update_baseline: bool
                   ) -> DivergenceEvent | None:

@@ -25,6 +25,7 @@ from hpcore.history import SnapshotHistory
 from hpcore.horizon import HorizonPolicy
 from hpcore.port import TrainingPort
 from hpcore.predictors import make_predictor
+from hpcore.residual import ResidualStore, group_projections
 from hpcore.trend import LossTrend
 from hpcore.types import Phase, StepResult, TrainingStatistics
 
@@ -54,6 +55,7 @@ class JumpRecord:
     steps_gained: float | None
     rolled_back: bool
     reason: str
+    correction: float = 1.0
 
 
 def _make_policy(config: HybridTrainerConfig) -> HorizonBandit | HorizonPolicy:
@@ -66,6 +68,16 @@ def _make_policy(config: HybridTrainerConfig) -> HorizonBandit | HorizonPolicy:
         horizons.append(horizons[-1] // 2)
     return HorizonBandit(horizons, alpha=config.bandit_alpha,
                          average_arm=config.snapshot_ema is not None)
+
+
+def _group_offsets(port: TrainingPort, n: int) -> np.ndarray:
+    """Boundaries of the port's parameter groups (one group when it names none)."""
+    offsets = getattr(port, "group_offsets", None)
+    o = np.array([0, n] if offsets is None else list(offsets), dtype=np.int64)
+    if o[0] != 0 or o[-1] != n or np.any(np.diff(o) <= 0):
+        msg = f"group_offsets must rise strictly from 0 to {n} (got {o.tolist()})"
+        raise ValueError(msg)
+    return o
 
 
 def _policy_state(policy: HorizonBandit | HorizonPolicy) -> dict[str, Any]:
@@ -125,6 +137,15 @@ class HybridEngine:
             config.divergence, config.divergence_threshold, config.rollback_tolerance
         )
         self.encoder = StateEncoder()
+        self.group_offsets = _group_offsets(port, theta.shape[0])
+        self.residuals = (
+            ResidualStore(config.residual_capacity, len(self.encoder.encode()),
+                          len(self.group_offsets) - 1, config.residual_temperature)
+            if config.residual_capacity > 0 else None
+        )
+        self._applied_scales = np.ones(len(self.group_offsets) - 1)  # (G,) last correction
+        self._drift_along = np.zeros(len(self.group_offsets) - 1)  # (G,) <v_g, D_g> at jump
+        self._key = self.encoder.encode()  # state key of the jump in progress
         self.policy = _make_policy(config)
         self._saved_theta = xp.array(theta, copy=True)  # (N,) last good state / jump origin
         self._saved_opt = port.optimizer_state()
@@ -246,6 +267,10 @@ class HybridEngine:
             "history": {"count": h.count, "head": h.head, "clock": h.clock},
             "policy": _policy_state(self.policy),
             "encoder": self.encoder.state_dict(),
+            "residuals": None if self.residuals is None else self.residuals.state_dict(),
+            "applied_scales": self._applied_scales.copy(),
+            "drift_along": self._drift_along.copy(),
+            "key": self._key.copy(),
             "arm": self._arm,
             "context": self._context.copy(),
             "trend": {"steps": list(self.trend._steps), "losses": list(self.trend._losses)},
@@ -286,6 +311,11 @@ class HybridEngine:
         h.count, h.head, h.clock = (state["history"][k] for k in ("count", "head", "clock"))
         _load_policy_state(self.policy, state["policy"])
         self.encoder.load_state_dict(state["encoder"])
+        if self.residuals is not None and state["residuals"] is not None:
+            self.residuals.load_state_dict(state["residuals"])
+        self._applied_scales = np.array(state["applied_scales"], dtype=np.float64)
+        self._key = np.array(state["key"], dtype=np.float64)
+        self._drift_along = np.array(state["drift_along"], dtype=np.float64)
         self._arm = state["arm"]
         self._context = np.array(state["context"], dtype=np.float64)
         self.trend.clear()
@@ -367,6 +397,7 @@ class HybridEngine:
     def _critical(self, event: DivergenceEvent) -> None:
         """Critical event: back to the last good state, then ``full_steps`` full steps."""
         was = self.phase
+        self.monitor.reset()
         if was in (Phase.PREDICT, Phase.CORRECT):
             self._finish_jump(loss_after=None, gained=None, rolled_back=True,
                               reason=f"critical:{event.signal}")
@@ -402,6 +433,7 @@ class HybridEngine:
                 return
             horizon = int(arm)
             self.predictor.forecast(self.history, self.theta, horizon, self._direction)
+            self._correct_forecast()
         self._save_good_state()
         self._jumps += 1
         self._arm = arm
@@ -415,6 +447,42 @@ class HybridEngine:
         self._jump_start_step = self.step_count + 1
         self._set_phase(Phase.PREDICT, horizon, reason="jump", arm=arm,
                         confidence=round(confidence, 4))
+
+    def _correct_forecast(self) -> None:
+        """Scale each group's displacement by the residuals of similar past states."""
+        self._key = self.encoder.encode()
+        self._applied_scales[...] = 1.0
+        if self.residuals is None:
+            return
+        corr = self.residuals.correction(self._key)
+        if corr is not None:
+            self._applied_scales[...] = corr
+            o = self.group_offsets
+            for g in np.nonzero(corr != 1.0)[0]:
+                self._direction[o[g] : o[g + 1]] *= corr[g]
+        # Velocity of the averaged trajectory before the jump, along the jump, per group:
+        # what the Correct phase would add anyway, so that it is not credited to the jump.
+        slots, times = self.history.window(2)
+        velocity = (self.history.ring[slots[1]] - self.history.ring[slots[0]]) / (times[1] - times[0])
+        self._drift_along[...] = group_projections(velocity, self._direction, self.group_offsets)[0]
+
+    def _store_residual(self, loss_after: float) -> None:
+        """After Correct: the share of each group's jump that survived the recovery.
+
+        With ``A`` the displacement from the jump's origin to now, ``D_t`` the part of the
+        jump taken and ``v`` the pre-jump drift: ``kept = <A - c v, D_t> / ||D_t||^2``; 1 when
+        the optimizer kept all of the jump, below 1 when it had to undo an overshoot.
+        """
+        if self.residuals is None or self._arm in ("none", "average") or self._taken == 0:
+            return
+        actual = self.theta - self._saved_theta
+        dot, ff, _ = group_projections(actual, self._direction, self.group_offsets)
+        t, h, c = self._taken, self._horizon, self.config.correct_steps
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(ff > 0, (h / t) * (dot - c * self._drift_along) / ff, 1.0)
+        ratio = np.where(np.isfinite(ratio), ratio, 1.0)
+        expected = self._loss_before + self.trend.slope() * (t + c)
+        self.residuals.add(self._key, self._applied_scales * ratio, loss_after - expected)
 
     # ------------------------------------------------------------------ predicted steps
     def _predicted_step(self, batch: Any) -> tuple[float | None, bool]:
@@ -471,6 +539,8 @@ class HybridEngine:
         """End of Correct: keep the jump if the probe loss is below where it started."""
         loss_after = self._port_forward(self._probe)
         gained = self.trend.steps_gained(self._loss_before, loss_after, self.config.correct_steps)
+        if math.isfinite(loss_after):
+            self._store_residual(loss_after)
         rolled_back = not (math.isfinite(loss_after) and loss_after <= self._loss_before)
         self._finish_jump(loss_after=loss_after, gained=gained, rolled_back=rolled_back,
                           reason="judged")
@@ -496,7 +566,7 @@ class HybridEngine:
                 taken=taken,
                 confidence=self._confidence, loss_before=self._loss_before,
                 loss_after=loss_after, steps_gained=gained, rolled_back=rolled_back,
-                reason=reason,
+                reason=reason, correction=float(np.mean(self._applied_scales)),
             ))
         self._probe = None
         self._confidence = 0.0

@@ -239,3 +239,19 @@ def test_unimplemented_predictor_is_refused(quadratic):
     with pytest.raises(NotImplementedError, match="MLPConfig is accepted by the config"):
         HybridTrainer(np.zeros(8, np.float32), quadratic.loss_and_grad, SGD(lr=0.1),
                       HybridTrainerConfig(predictor=MLPConfig()))
+
+
+def test_critical_rollback_does_not_loop(quadratic):
+    """After a critical rollback the loss baseline is re-learnt: no rollback after rollback.
+
+    The target moves every step, so an old saved state always looks like a spike against
+    the baseline learnt before it; the monitor must not send the run back there forever.
+    """
+    trainer = make(quadratic, rollback_tolerance=100.0)
+    trainer.engine.port.optimizer = SGD(lr=0.1)
+    rng = np.random.default_rng(0)
+    for i in range(1500):
+        trainer.step(0.05 * i + 0.1 * rng.normal(size=8))
+    stats = trainer.statistics()
+    assert stats.rollbacks < 50
+    assert np.all(np.abs(trainer.params - 0.05 * 1499) < 5.0)
