@@ -55,7 +55,7 @@ class TestResidualStore:
     def test_systematic_bias_is_removed(self):
         """The stiff group's extrapolated noise is scaled down; the slow drift is kept."""
         corrected, rise_with = run(64)
-        plain, rise_without = run(0)
+        _, rise_without = run(0)
         store = corrected.engine.residuals
         kept = store.scales[: store.count]
         assert np.all(np.abs(kept[:, 0] - 1.0) < 0.05)  # the drift survives recovery
