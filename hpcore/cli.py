@@ -1,9 +1,16 @@
-"""Command line: ``hpcore bench`` runs a tuned baseline and the hybrid trainer side by side."""
+"""Command line: ``hpcore bench`` runs a tuned baseline and the hybrid trainer side by side.
+
+``hpcore bench`` (the main job) compares the plain loop at a learning rate tuned by a small
+sweep with the hybrid trainer (default config) on one workload: a PyTorch MLP on scikit-learn's
+digits, or the NumPy MLP when PyTorch is not installed. ``hpcore bench --suite`` runs several
+workloads x optimizers x schedules x seeds against Lookahead and raw-update extrapolation too.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import platform
 import sys
 import time
@@ -11,72 +18,174 @@ from pathlib import Path
 
 __all__ = ["main"]
 
+MAIN_STEPS = 1500
+
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hpcore", description=__doc__)
+    from hpcore.bench.workloads import SUITE_DEFAULT, WORKLOADS
+
+    p = argparse.ArgumentParser(prog="hpcore", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("bench", help="time-to-target: tuned baseline vs hybrid trainer")
-    b.add_argument("--workload", default="numpy-mlp-digits", choices=["numpy-mlp-digits"])
+    b.add_argument("--workload", default=None, choices=list(WORKLOADS),
+                   help="main job's workload (default torch-mlp-digits, numpy-mlp-digits "
+                        "without PyTorch)")
     b.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
-    b.add_argument("--steps", type=int, default=1500, help="step budget of every run")
+    b.add_argument("--steps", type=int, default=None,
+                   help=f"step budget of every run (main job: {MAIN_STEPS}; suite: per workload)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--schedule", default="constant", choices=["constant", "cosine"])
     b.add_argument("--lr", type=float, default=None, help="skip the sweep and use this rate")
     b.add_argument("--out", type=Path, default=Path("hpcore-results"), help="output folder")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.add_argument("--verbose", action="store_true", help="show the engine's warnings")
+    b.add_argument("--threads", type=int, default=1,
+                   help="intra-op threads for PyTorch and JAX (default 1: small models run "
+                        "fastest and steadiest that way on a CPU)")
+    b.add_argument("--suite", action="store_true",
+                   help="run the benchmark suite and write a Markdown table")
+    b.add_argument("--workloads", default=",".join(SUITE_DEFAULT),
+                   help=f"suite workloads, comma-separated (default {','.join(SUITE_DEFAULT)})")
+    b.add_argument("--seeds", type=int, default=3, help="suite seeds (default 3)")
     return p
+
+
+def _set_threads(n: int) -> None:
+    if "jax" not in sys.modules:  # XLA reads its flags once, at import
+        flags = os.environ.get("XLA_FLAGS", "")
+        if "intra_op_parallelism_threads" not in flags and n == 1:
+            os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false "
+                                       "intra_op_parallelism_threads=1").strip()
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(n)
 
 
 def _bench(args: argparse.Namespace) -> int:
     import structlog
+
+    level = logging.WARNING if args.verbose else logging.ERROR
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level))
+    if args.threads < 1:
+        print("hpcore bench: --threads must be >= 1", file=sys.stderr)
+        return 2
+    if args.steps is not None and args.steps < 50:
+        print("hpcore bench: --steps must be >= 50", file=sys.stderr)
+        return 2
+    _set_threads(args.threads)
+    if args.suite:
+        return _suite(args)
+    return _main_job(args)
+
+
+def _main_job(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from hpcore import HybridTrainerConfig
     from hpcore.bench.report import plot, summary_rows, table, write_json
-    from hpcore.bench.runner import digits_mlp, run_curve, time_to_target, tune_lr
+    from hpcore.bench.runner import run_curve, time_to_target, tune_lr, warm_up_engine
+    from hpcore.bench.workloads import get_task, torch_available
 
-    if args.steps < 50:
-        print("hpcore bench: --steps must be >= 50", file=sys.stderr)
+    name = args.workload
+    if name is None:
+        if torch_available():
+            name = "torch-mlp-digits"
+        else:
+            name = "numpy-mlp-digits"
+            print("hpcore bench: PyTorch is not installed; running the NumPy MLP on digits "
+                  'instead (pip install "hybrid-predict-trainer[torch]" for the default)',
+                  file=sys.stderr)
+    try:
+        task = get_task(name, args.optimizer)
+    except ValueError as exc:
+        print(f"hpcore bench: {exc}", file=sys.stderr)
         return 2
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    work = digits_mlp(args.seed, args.optimizer)
-    n_sweep = 0 if args.lr is not None else len(work.lr_grid)
-    bar = tqdm(total=(n_sweep + 2) * args.steps, unit="step", disable=args.quiet,
+    steps = args.steps or MAIN_STEPS
+    started = time.time()
+    warm_up_engine()
+    n_sweep = 0 if args.lr is not None else len(task.lr_grid)
+    bar = tqdm(total=(n_sweep + 2) * steps, unit="step", disable=args.quiet,
                desc="tuning lr" if n_sweep else "baseline")
     tick = lambda _i: bar.update(1)  # noqa: E731
-    started = time.time()
     if args.lr is None:
-        lr, finals = tune_lr(work, steps=args.steps, seed=args.seed, schedule=args.schedule,
+        lr, finals = tune_lr(task, steps=steps, seed=args.seed, schedule=args.schedule,
                              on_step=tick)
     else:
         lr, finals = args.lr, {}
     bar.set_description("baseline")
-    base = run_curve(work, lr=lr, steps=args.steps, seed=args.seed, schedule=args.schedule,
+    base = run_curve(task, lr=lr, steps=steps, seed=args.seed, schedule=args.schedule,
                      on_step=tick)
     bar.set_description("hybrid")
-    hyb = run_curve(work, lr=lr, steps=args.steps, seed=args.seed, schedule=args.schedule,
+    hyb = run_curve(task, lr=lr, steps=steps, seed=args.seed, schedule=args.schedule,
                     config=HybridTrainerConfig(), on_step=tick)
     bar.close()
     ttt = time_to_target(base, hyb)
     rows = summary_rows(base, hyb, ttt)
-    title = f"{work.name}, {args.schedule} lr {lr:g} (tuned), seed {args.seed}"
+    tuned = "tuned" if args.lr is None else "given"
+    title = f"{task.name}, {args.schedule} lr {lr:g} ({tuned}), {steps} steps, seed {args.seed}"
     print(f"\n{title}\n")
     print(table(rows, ttt))
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"{work.name}-{args.schedule}-seed{args.seed}"
+    stem = f"{task.name}-{args.schedule}-seed{args.seed}"
     payload = {
-        "workload": work.name, "schedule": args.schedule, "seed": args.seed,
-        "steps": args.steps, "lr": lr, "lr_sweep": {str(k): v for k, v in finals.items()},
+        "workload": task.workload.name, "optimizer": task.optimizer, "schedule": args.schedule,
+        "seed": args.seed, "steps": steps, "lr": lr,
+        "lr_sweep": {str(k): v for k, v in finals.items()},
         "time_to_target": ttt, "rows": rows, "machine": platform.platform(),
         "elapsed_s": time.time() - started,
         "curves": {c.label: {"steps": c.steps, "wall": c.wall, "backward": c.backward,
                              "val_loss": c.val_loss, "val_acc": c.val_acc}
                    for c in (base, hyb)},
+        "predict_spans": hyb.predict_spans,
         "hybrid_statistics": hyb.statistics,
     }
     js = write_json(args.out / f"{stem}.json", payload)
     png = plot(args.out / f"{stem}.png", base, hyb, title)
-    print(f"\nwrote {js} and {png}")
+    print(f"\nwrote {js} and {png} ({time.time() - started:.0f} s)")
+    return 0
+
+
+def _suite(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from hpcore.bench.report import write_json
+    from hpcore.bench.runner import warm_up_engine
+    from hpcore.bench.suite import markdown_table, run_suite, total_steps
+    from hpcore.bench.workloads import WORKLOADS
+
+    names = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    unknown = [w for w in names if w not in WORKLOADS]
+    if unknown or not names:
+        print(f"hpcore bench: unknown workload(s) {', '.join(unknown) or '(none given)'}; "
+              f"known: {', '.join(WORKLOADS)}", file=sys.stderr)
+        return 2
+    if args.seeds < 1:
+        print("hpcore bench: --seeds must be >= 1", file=sys.stderr)
+        return 2
+    started = time.time()
+    warm_up_engine()
+    bar = tqdm(total=total_steps(names, seeds=args.seeds, steps=args.steps), unit="step",
+               disable=args.quiet)
+    suite = run_suite(names, seeds=args.seeds, steps=args.steps,
+                      on_step=lambda _i: bar.update(1),
+                      on_stage=lambda s: bar.set_description(s))
+    bar.close()
+    command = "hpcore bench --suite " + " ".join(a for a in sys.argv[2:] if a != "--suite")
+    suite["command"] = command.strip()
+    table = markdown_table(suite)
+    elapsed = time.time() - started
+    header = (f"Suite run {suite['date']} on {platform.platform()} "
+              f"({os.cpu_count()} CPUs), {args.seeds} seeds, {elapsed / 60:.1f} min; "
+              f"command: `{suite['command']}`")
+    args.out.mkdir(parents=True, exist_ok=True)
+    md = args.out / "suite.md"
+    md.write_text(header + "\n\n" + table + "\n")
+    js = write_json(args.out / "suite.json", suite)
+    print("\n" + table)
+    print(f"\nwrote {md} and {js} ({elapsed / 60:.1f} min)")
     return 0
 
 

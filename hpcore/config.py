@@ -123,13 +123,34 @@ class DivergenceConfig:
         critical_zscore: loss z-score on a full step above which the step counts as critical
             (rolled back to the last good state); the warning level is the main config's
             ``divergence_threshold``.
-        baseline_decay: decay of the running mean and variance of the full-phase loss.
+        baseline_decay: decay of the running mean and variance of the full-phase loss (and
+            of the log gradient norm).
         min_baseline_steps: full steps observed before the z-score signal is trusted.
+        grad_explosion_ratio: gradient norm over its running level that is a warning;
+            ``grad_critical_ratio`` the one that is critical.
+        grad_vanishing_ratio: gradient norm under its running level that is a caution.
+        oscillation_window: full steps over which loss oscillation is measured;
+            ``oscillation_fraction`` the share of sign flips of the loss change that counts
+            as oscillating (a caution; i.i.d. noise flips about 2/3 of the time).
+        gap_zscore: deviations by which a probe loss during a jump may exceed the loss the
+            baseline trend predicts for the skipped steps before it is a caution.
     """
 
     critical_zscore: float = attrs.field(default=12.0, validator=_float_in(0.0, 1e9, lo_open=True))
     baseline_decay: float = attrs.field(default=0.98, validator=_float_in(0.0, 1.0, hi_open=True))
     min_baseline_steps: int = attrs.field(default=20, validator=_int_at_least(1))
+    grad_explosion_ratio: float = attrs.field(default=10.0, validator=_float_in(1.0, 1e12))
+    grad_critical_ratio: float = attrs.field(default=1e3, validator=_float_in(1.0, 1e30))
+    grad_vanishing_ratio: float = attrs.field(default=1e-3, validator=_float_in(0.0, 1.0))
+    oscillation_window: int = attrs.field(default=20, validator=_int_at_least(3))
+    oscillation_fraction: float = attrs.field(default=0.9, validator=_float_in(0.0, 1.0))
+    gap_zscore: float = attrs.field(default=3.0, validator=_float_in(0.0, 1e9, lo_open=True))
+
+    def __attrs_post_init__(self) -> None:
+        if self.grad_critical_ratio < self.grad_explosion_ratio:
+            msg = (f"'grad_critical_ratio' must be >= 'grad_explosion_ratio' "
+                   f"(got {self.grad_critical_ratio} < {self.grad_explosion_ratio})")
+            raise ValueError(msg)
 
 
 @attrs.frozen

@@ -274,8 +274,7 @@ class HybridEngine:
             "arm": self._arm,
             "context": self._context.copy(),
             "trend": {"steps": list(self.trend._steps), "losses": list(self.trend._losses)},
-            "monitor": {"mean": self.monitor.mean, "var": self.monitor.var,
-                        "seen": self.monitor.seen},
+            "monitor": self.monitor.state_dict(),
             "phase_steps": dict(self._phase_steps),
             "events": [(e.step, e.signal, int(e.level), e.value) for e in self._events],
             "jumps": [attrs.asdict(j) for j in self.jump_records],
@@ -321,9 +320,7 @@ class HybridEngine:
         self.trend.clear()
         for t, loss in zip(state["trend"]["steps"], state["trend"]["losses"], strict=True):
             self.trend.add(t, loss)
-        self.monitor.mean = state["monitor"]["mean"]
-        self.monitor.var = state["monitor"]["var"]
-        self.monitor.seen = state["monitor"]["seen"]
+        self.monitor.load_state_dict(state["monitor"])
         self._phase_steps = dict(state["phase_steps"])
         self._events = [DivergenceEvent(s, g, Level(lv), v) for s, g, lv, v in state["events"]]
         self.jump_records = [JumpRecord(**j) for j in state["jumps"]]
@@ -362,16 +359,15 @@ class HybridEngine:
             update = self.history.observe(self.theta)
         nonfinite = update.nonfinite if update is not None else 0
         undisturbed = self.phase in (Phase.WARMUP, Phase.FULL)
-        event = self.monitor.full_step(
-            self.step_count, loss, nonfinite, update_baseline=undisturbed
+        events = self.monitor.full_step(
+            self.step_count, loss, grad_norm, nonfinite, update_baseline=undisturbed
         )
-        if event is not None:
-            self._record(event)
-            if event.level is Level.CRITICAL:
-                self._critical(event)
-                return loss, True
+        worst = self._record_all(events)
+        if worst is not None and worst.level is Level.CRITICAL:
+            self._critical(worst)
+            return loss, True
         self.trajectory_steps += 1
-        if undisturbed and event is None:
+        if undisturbed and (worst is None or worst.level < Level.WARNING):
             self.trend.add(self.trajectory_steps, loss)
             self.encoder.observe(loss, grad_norm, update.norm, update.cosine)
             if self.history.clock % self.config.snapshot_interval == 0:
@@ -505,12 +501,16 @@ class HybridEngine:
         if not (last or self._k % self.config.check_interval == 0):
             return None, False
         loss = self._port_forward(self._probe)
-        event = self.monitor.probe(self.step_count, loss, self._loss_before)
-        if event is None and loss <= self._best_loss:
+        events = self.monitor.probe(self.step_count, loss, self._loss_before,
+                                    self._k, self.trend.slope())
+        worst = self._record_all(events)
+        if worst is not None and worst.level is Level.CRITICAL:
+            self._critical(worst)
+            return loss, True
+        if worst is not None and worst.level >= Level.WARNING:
+            return loss, self._end_predict_early(worst)
+        if loss <= self._best_loss:
             self._best_k, self._best_loss = self._k, loss
-        if event is not None:
-            self._record(event)
-            return loss, self._end_predict_early(event)
         if last:
             self._enter_correct(taken=self._k)
         return loss, False
@@ -572,6 +572,12 @@ class HybridEngine:
         self._confidence = 0.0
 
     # ------------------------------------------------------------------ bookkeeping
+    def _record_all(self, events: list[DivergenceEvent]) -> DivergenceEvent | None:
+        """Record every event; the most severe one (``None`` when there is none)."""
+        for e in events:
+            self._record(e)
+        return max(events, key=lambda e: e.level) if events else None
+
     def _record(self, event: DivergenceEvent) -> None:
         self._events.append(event)
         log.warning("divergence", step=event.step, signal=event.signal,

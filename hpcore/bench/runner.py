@@ -1,62 +1,69 @@
-"""Time-to-target runs: a tuned baseline and the hybrid trainer on the same workload (DESIGN 8).
+"""Time-to-target runs: a tuned baseline, the hybrid trainer and the peers (DESIGN 8).
 
-Target = the baseline's final validation loss. Validation is timed out of the wall clock.
+Target = the baseline's final validation loss. Validation is timed out of the wall clock, and
+so is JAX's JIT compilation (a one-off cost that a long run amortises; measured through
+``jax.monitoring``). Methods:
+
+- ``baseline``: the plain loop (forward, backward, the optimizer's step, the schedule's step);
+- ``hybrid``: :class:`HybridTrainer` over the same model and optimizer, with a config;
+- ``lookahead``: the plain loop wrapped in :class:`hpcore.bench.lookahead.Lookahead`;
+- ``extrapolation``: the engine extrapolating raw updates (:func:`extrapolation_config`),
+  DESIGN 5's floor.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 import numpy as np
 
-from hpcore.adapters.numpy import HybridTrainer
-from hpcore.bench.numpy_mlp import MLP, batches, load_digits_split
-from hpcore.config import HybridTrainerConfig
-from hpcore.optim import SGD, Adam, FlatOptimizer, cosine_schedule
+from hpcore.bench.lookahead import Lookahead
+from hpcore.bench.workloads import Task, compile_seconds, get_task
+from hpcore.config import HybridTrainerConfig, LinearConfig
 
-__all__ = ["Curve", "NumpyWorkload", "digits_mlp", "run_curve", "time_to_target", "tune_lr"]
+__all__ = [
+    "METHODS",
+    "Curve",
+    "digits_mlp",
+    "extrapolation_config",
+    "first_reach",
+    "run_curve",
+    "time_to_target",
+    "tune_lr",
+    "warm_up_engine",
+]
 
-
-@attrs.frozen
-class NumpyWorkload:
-    """A NumPy model, its data and its optimizer family: everything a run needs."""
-
-    name: str
-    model: Any
-    data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-    optimizer: str  # "sgd" (momentum 0.9) or "adam"
-    batch_size: int
-    lr_grid: tuple[float, ...]
-
-    def make_optimizer(self, lr: float, steps: int, schedule: str) -> FlatOptimizer:
-        rate: Any = cosine_schedule(lr, steps) if schedule == "cosine" else lr
-        if self.optimizer == "sgd":
-            return SGD(rate, momentum=0.9)
-        return Adam(rate)
-
-    def batches(self, seed: int) -> Iterator[tuple]:
-        x, y = self.data[0], self.data[1]
-        return batches(x, y, self.batch_size, seed)
-
-    def validate(self, params: np.ndarray) -> tuple[float, float]:
-        x, y = self.data[2], self.data[3]
-        return self.model.loss(params, (x, y)), self.model.accuracy(params, x, y)
+METHODS = ("baseline", "hybrid", "lookahead", "extrapolation")
 
 
-def digits_mlp(seed: int, optimizer: str = "sgd") -> NumpyWorkload:
-    """MLP 64-64-10 on scikit-learn's digits, batch 32."""
-    grid = (0.01, 0.02, 0.05, 0.1, 0.2) if optimizer == "sgd" else (3e-4, 1e-3, 3e-3, 1e-2)
-    return NumpyWorkload(f"numpy-mlp-digits-{optimizer}", MLP(64, 64, 10),
-                         load_digits_split(seed), optimizer, 32, grid)
+def digits_mlp(seed: int = 0, optimizer: str = "sgd") -> Task:
+    """The NumPy MLP 64-64-10 on scikit-learn's digits, batch 32 (``seed`` is unused: each
+    run's seed picks the split, the initial point and the batch order)."""
+    del seed
+    return get_task("numpy-mlp-digits", optimizer)
+
+
+def extrapolation_config(**overrides: Any) -> HybridTrainerConfig:
+    """The engine extrapolating the last raw update: snapshots of raw ``theta`` every step,
+    a two-point line (DESIGN 5: the floor a forecast of the slow trajectory must beat)."""
+    fields: dict[str, Any] = {"snapshot_interval": 1, "snapshot_ema": None,
+                              "predictor": LinearConfig(window=2), "history_size": 2}
+    fields.update(overrides)
+    return HybridTrainerConfig(**fields)
 
 
 @attrs.frozen
 class Curve:
-    """Validation points of one run: steps, wall-clock (s), backward passes, loss, accuracy."""
+    """Validation points of one run: steps, wall-clock (s), backward passes, loss, accuracy.
+
+    ``statistics`` is the hybrid trainer's (``None`` for plain loops); ``overhead_s`` is the
+    wall time the method adds to the framework's work (the engine's own time, Lookahead's
+    synchronisations; 0 for the baseline).
+    """
 
     label: str
     steps: np.ndarray
@@ -66,70 +73,120 @@ class Curve:
     val_acc: np.ndarray
     predict_spans: list[tuple[int, int]]
     statistics: dict[str, Any] | None
+    overhead_s: float = 0.0
 
 
 def run_curve(
-    workload: NumpyWorkload,
+    task: Task,
     *,
     lr: float,
     steps: int,
     seed: int,
     schedule: str = "constant",
     config: HybridTrainerConfig | None = None,
-    eval_every: int = 25,
+    method: str | None = None,
+    eval_every: int | None = None,
     on_step: Callable[[int], None] | None = None,
+    label: str | None = None,
 ) -> Curve:
-    """Train from the seed's initial point; ``config`` set means the hybrid trainer."""
-    params = workload.model.init(seed)
-    opt = workload.make_optimizer(lr, steps, schedule)
-    data = workload.batches(seed)
-    trainer = None
-    if config is not None:
-        trainer = HybridTrainer(params, workload.model.loss_and_grad, opt, config,
-                                loss_fn=workload.model.loss)
+    """Train from the seed's initial point and record the validation curve.
+
+    ``method`` is one of :data:`METHODS`; left out it is ``"hybrid"`` when ``config`` is given
+    and ``"baseline"`` otherwise (``"extrapolation"`` without a config uses
+    :func:`extrapolation_config`).
+    """
+    if method is None:
+        method = "hybrid" if config is not None else "baseline"
+    if method not in METHODS:
+        msg = f"method must be one of {', '.join(METHODS)} (got {method!r})"
+        raise ValueError(msg)
+    if method == "extrapolation" and config is None:
+        config = extrapolation_config()
+    if method == "hybrid" and config is None:
+        config = HybridTrainerConfig()
+    eval_every = eval_every or task.eval_every
+    run = task.build(seed=seed, lr=lr, steps=steps, schedule=schedule)
+    data = run.batches()
+    trainer = lookahead = None
+    if method in ("hybrid", "extrapolation"):
+        trainer = run.make_hybrid(config)
+        step = trainer.step
+    elif method == "lookahead":
+        lookahead = Lookahead(run.plain_step, run.get_flat, run.set_flat, k=5, alpha=0.5)
+        step = lookahead.step
+    else:
+        step = run.plain_step
     pts: list[tuple[float, ...]] = []
     spans: list[tuple[int, int]] = []
     wall = 0.0
     backward = 0
-    loss, acc = workload.validate(params)
+    loss, acc = run.validate()
     pts.append((0, 0.0, 0, loss, acc))
     for i in range(1, steps + 1):
         batch = next(data)
+        c0 = compile_seconds()
         t0 = time.perf_counter()
+        r = step(batch)
+        dt = time.perf_counter() - t0
+        wall += max(dt - (compile_seconds() - c0), 0.0)
         if trainer is None:
-            _, grad = workload.model.loss_and_grad(params, batch)
-            opt.step(params, grad)
             backward += 1
-        else:
-            r = trainer.step(batch)
-            if r.was_predicted:
-                if spans and spans[-1][1] == i - 1:
-                    spans[-1] = (spans[-1][0], i)
-                else:
-                    spans.append((i, i))
-        wall += time.perf_counter() - t0
-        if trainer is not None:
-            backward = trainer.statistics().backward_passes
+        elif r.was_predicted:
+            if spans and spans[-1][1] == i - 1:
+                spans[-1] = (spans[-1][0], i)
+            else:
+                spans.append((i, i))
         if i % eval_every == 0 or i == steps:
-            loss, acc = workload.validate(params)
+            if trainer is not None:
+                backward = trainer.statistics().backward_passes
+            loss, acc = run.validate()
+            if not math.isfinite(loss):
+                loss = math.inf
             pts.append((i, wall, backward, loss, acc))
         if on_step is not None:
             on_step(i)
     arr = np.array(pts, dtype=np.float64)
     stats = trainer.statistics().to_dict() if trainer is not None else None
-    label = "hybrid" if trainer is not None else "baseline"
-    return Curve(label, arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4], spans, stats)
+    overhead = 0.0
+    if stats is not None:
+        overhead = float(stats["engine_time_s"])
+    elif lookahead is not None:
+        overhead = lookahead.sync_time_s
+    return Curve(label or method, arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4], spans,
+                 stats, overhead)
 
 
-def tune_lr(workload: NumpyWorkload, *, steps: int, seed: int, schedule: str = "constant",
+def tune_lr(task: Task, *, steps: int, seed: int, schedule: str = "constant",
             on_step: Callable[[int], None] | None = None) -> tuple[float, dict[float, float]]:
     """The grid's learning rate with the lowest final validation loss for the plain loop."""
     finals = {}
-    for lr in workload.lr_grid:
-        c = run_curve(workload, lr=lr, steps=steps, seed=seed, schedule=schedule,
+    for lr in task.lr_grid:
+        c = run_curve(task, lr=lr, steps=steps, seed=seed, schedule=schedule,
                       eval_every=steps, on_step=on_step)
-        finals[lr] = float(c.val_loss[-1]) if math.isfinite(c.val_loss[-1]) else math.inf
+        final = float(c.val_loss[-1])
+        finals[lr] = final if math.isfinite(final) else math.inf
     return min(finals, key=finals.__getitem__), finals
+
+
+def warm_up_engine() -> None:
+    """Compile the engine's JIT kernels (Numba) once, so that no timed run pays for it."""
+    from hpcore.adapters.numpy import HybridTrainer
+    from hpcore.optim import SGD
+
+    cfg = HybridTrainerConfig(warmup_steps=2, full_steps=10, max_predict_steps=10,
+                              correct_steps=2, check_interval=5, snapshot_interval=1,
+                              history_size=4, predictor=LinearConfig(window=4),
+                              confidence_threshold=0.0, collect_metrics=False)
+    for size in (8, 70_000):  # small and large arrays may take different kernel paths
+        params = np.ones(size, np.float32)
+
+        def loss_and_grad(p: np.ndarray, _batch: Any) -> tuple[float, np.ndarray]:
+            return 0.5 * float(p @ p), p.copy()
+
+        trainer = HybridTrainer(params, loss_and_grad, SGD(0.01, momentum=0.9), cfg,
+                                loss_fn=lambda p, _b: 0.5 * float(p @ p))
+        for _ in range(60):
+            trainer.step(None)
 
 
 def first_reach(curve: Curve, target: float) -> tuple[float, float, float] | None:
@@ -141,18 +198,26 @@ def first_reach(curve: Curve, target: float) -> tuple[float, float, float] | Non
     return float(curve.steps[i]), float(curve.wall[i]), float(curve.backward[i])
 
 
-def time_to_target(baseline: Curve, hybrid: Curve) -> dict[str, Any]:
-    """Speed-ups to the baseline's final validation loss (``None`` where not reached)."""
+def time_to_target(baseline: Curve, other: Curve) -> dict[str, Any]:
+    """Speed-ups of ``other`` to the baseline's final validation loss.
+
+    Returns a dict with ``target_val_loss``, ``reached``, the baseline's and the method's
+    wall-clock and backward passes to the target (``method_*``, ``None`` where not reached),
+    and ``wall_speedup`` / ``backward_speedup`` (baseline / method; ``None`` where not
+    reached). A speed-up above 1 means the method got there first.
+    """
     target = float(baseline.val_loss[-1])
     b = first_reach(baseline, target)
-    h = first_reach(hybrid, target)
-    out: dict[str, Any] = {"target_val_loss": target, "hybrid_reached": h is not None}
-    assert b is not None
-    out["baseline_wall_s"], out["baseline_backward"] = b[1], b[2]
+    if b is None:  # only when the baseline's final loss is not finite
+        msg = f"the baseline's final validation loss is {target}: tune its learning rate first"
+        raise ValueError(msg)
+    h = first_reach(other, target)
+    out: dict[str, Any] = {"target_val_loss": target, "reached": h is not None,
+                           "baseline_wall_s": b[1], "baseline_backward": b[2]}
     if h is None:
-        out.update(hybrid_wall_s=None, hybrid_backward=None, wall_speedup=None,
+        out.update(method_wall_s=None, method_backward=None, wall_speedup=None,
                    backward_speedup=None)
     else:
-        out.update(hybrid_wall_s=h[1], hybrid_backward=h[2],
-                   wall_speedup=b[1] / max(h[1], 1e-12), backward_speedup=b[2] / max(h[2], 1))
+        out.update(method_wall_s=h[1], method_backward=h[2],
+                   wall_speedup=b[1] / max(h[1], 1e-12), backward_speedup=b[2] / max(h[2], 1.0))
     return out

@@ -277,7 +277,7 @@ def _torch_cnn() -> Any:
     )
 
 
-def _char_transformer(vocab: int, seq_len: int, d_model: int = 64, layers: int = 2) -> Any:
+def _char_transformer(vocab: int, seq_len: int, d_model: int = 48, layers: int = 2) -> Any:
     import torch
 
     nn = torch.nn
@@ -339,13 +339,13 @@ def _torch_cnn_mnist(seed, optimizer, lr, steps, schedule):
     import torch
 
     x, y, xv, yv = data.load_mnist()
-    xv, yv = xv[:1000], yv[:1000]
+    xv, yv = xv[:500], yv[:500]
     return TorchRun(_torch_cnn, _ce, _torch_batches(x, y, 32, (1, 28, 28)),
                     (torch.from_numpy(xv).reshape(-1, 1, 28, 28), torch.from_numpy(yv)),
                     optimizer, lr, steps, schedule, seed)
 
 
-_SEQ = 64
+_SEQ = 32
 
 
 def _torch_char_transformer(seed, optimizer, lr, steps, schedule):
@@ -357,7 +357,7 @@ def _torch_char_transformer(seed, optimizer, lr, steps, schedule):
         for xb, yb in corpus.windows("train", _SEQ, 16, s):
             yield torch.from_numpy(xb), torch.from_numpy(yb)
 
-    xv, yv = corpus.fixed_windows("val", _SEQ, 64)
+    xv, yv = corpus.fixed_windows("val", _SEQ, 128)
     return TorchRun(lambda: _char_transformer(corpus.vocab_size, _SEQ), _ce, batches,
                     (torch.from_numpy(xv), torch.from_numpy(yv)), optimizer, lr, steps,
                     schedule, seed)
@@ -451,18 +451,18 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
              {"sgd": _SGD, "adam": _ADAM}, 1500, 25, _torch_mlp_digits),
     Workload("torch-mlp-mnist", "torch",
              "PyTorch MLP 784-128-10 (ReLU) on MNIST (12k train / 2k val), batch 64",
-             {"sgd": (0.01, 0.03, 0.1), "adam": (3e-4, 1e-3, 3e-3)}, 1000, 25, _torch_mlp_mnist),
+             {"sgd": (0.01, 0.03, 0.1), "adam": (3e-4, 1e-3, 3e-3)}, 800, 25, _torch_mlp_mnist),
     Workload("torch-cnn-mnist", "torch",
-             "PyTorch CNN (2 conv 8/16 ch + linear) on MNIST (12k train / 1k val), batch 32",
-             {"sgd": (0.01, 0.03, 0.1), "adam": (3e-4, 1e-3, 3e-3)}, 600, 25, _torch_cnn_mnist),
+             "PyTorch CNN (2 conv 8/16 ch + linear) on MNIST (12k train / 500 val), batch 32",
+             {"sgd": (0.01, 0.03, 0.1), "adam": (3e-4, 1e-3, 3e-3)}, 500, 25, _torch_cnn_mnist),
     Workload("torch-chartf-shakespeare", "torch",
-             "PyTorch char transformer (2 pre-LN blocks, d=64, ctx 64) on Shakespeare, batch 16",
-             {"adam": (1e-3, 3e-3, 1e-2)}, 600, 25, _torch_char_transformer),
+             "PyTorch char transformer (2 pre-LN blocks, d=48, ctx 32) on Shakespeare, batch 16",
+             {"adam": (1e-3, 3e-3, 1e-2)}, 500, 25, _torch_char_transformer),
     Workload("jax-mlp-digits", "jax", "JAX MLP 64-64-10 (tanh) on digits, batch 32",
-             {"sgd": _SGD, "adam": _ADAM}, 1500, 25, _jax_mlp_digits),
+             {"sgd": (0.03, 0.1, 0.3), "adam": (1e-3, 3e-3, 1e-2)}, 1200, 25, _jax_mlp_digits),
     Workload("numpy-softmax-breastcancer", "numpy",
              "NumPy softmax regression on breast-cancer (sklearn), batch 32",
-             {"sgd": _SGD, "adam": (1e-3, 3e-3, 1e-2, 3e-2)}, 1500, 25, _numpy_softmax_bc),
+             {"sgd": _SGD, "adam": (1e-3, 3e-3, 1e-2, 3e-2)}, 1200, 25, _numpy_softmax_bc),
 )}
 
 SUITE_DEFAULT = ("torch-mlp-mnist", "torch-cnn-mnist", "torch-chartf-shakespeare",
