@@ -12,6 +12,7 @@ critical rolls back and forces full steps (the engine acts; this module only jud
 from __future__ import annotations
 
 import enum
+import itertools
 import math
 from collections import deque
 
@@ -137,8 +138,7 @@ class DivergenceMonitor:
         window = self.signs.maxlen or 0
         if len(self.signs) < window:
             return []
-        s = list(self.signs)
-        flips = sum(a != b for a, b in zip(s, s[1:], strict=False)) / (window - 1)
+        flips = sum(a != b for a, b in itertools.pairwise(self.signs)) / (window - 1)
         was, self.oscillating = self.oscillating, flips >= self.config.oscillation_fraction
         if self.oscillating and not was:  # one event per episode, not per step
             return [DivergenceEvent(step, "loss_oscillation", Level.CAUTION, flips)]
