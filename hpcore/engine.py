@@ -266,6 +266,7 @@ class HybridEngine:
             "phase": self.phase.value,
             "history": {"count": h.count, "head": h.head, "clock": h.clock},
             "policy": _policy_state(self.policy),
+            "predictor": self.predictor.state_dict(),
             "encoder": self.encoder.state_dict(),
             "residuals": None if self.residuals is None else self.residuals.state_dict(),
             "applied_scales": self._applied_scales.copy(),
@@ -309,6 +310,7 @@ class HybridEngine:
         self.phase = Phase(state["phase"])
         h.count, h.head, h.clock = (state["history"][k] for k in ("count", "head", "clock"))
         _load_policy_state(self.policy, state["policy"])
+        self.predictor.load_state_dict(state["predictor"])
         self.encoder.load_state_dict(state["encoder"])
         if self.residuals is not None and state["residuals"] is not None:
             self.residuals.load_state_dict(state["residuals"])
@@ -357,6 +359,8 @@ class HybridEngine:
         update = None
         if math.isfinite(loss):
             update = self.history.observe(self.theta)
+            if update.snapshot:
+                self.predictor.observe_snapshot(self.history)
         nonfinite = update.nonfinite if update is not None else 0
         undisturbed = self.phase in (Phase.WARMUP, Phase.FULL)
         events = self.monitor.full_step(
@@ -462,16 +466,25 @@ class HybridEngine:
         velocity = (self.history.ring[slots[1]] - self.history.ring[slots[0]]) / (times[1] - times[0])
         self._drift_along[...] = group_projections(velocity, self._direction, self.group_offsets)[0]
 
-    def _store_residual(self, loss_after: float) -> None:
-        """After Correct: the share of each group's jump that survived the recovery.
+    def _learn_from_jump(self, loss_after: float) -> None:
+        """After Correct, before any rollback: the predictor and the residual store learn
+        where the trajectory really went (one pass over N, once per jump)."""
+        if self._arm in ("none", "average") or self._taken == 0:
+            return
+        actual = self.theta - self._saved_theta
+        self.predictor.learn_from_jump(actual, self._taken, self._horizon,
+                                       self.config.correct_steps)
+        self._store_residual(actual, loss_after)
+
+    def _store_residual(self, actual: Any, loss_after: float) -> None:
+        """The share of each group's jump that survived the recovery.
 
         With ``A`` the displacement from the jump's origin to now, ``D_t`` the part of the
         jump taken and ``v`` the pre-jump drift: ``kept = <A - c v, D_t> / ||D_t||^2``; 1 when
         the optimizer kept all of the jump, below 1 when it had to undo an overshoot.
         """
-        if self.residuals is None or self._arm in ("none", "average") or self._taken == 0:
+        if self.residuals is None:
             return
-        actual = self.theta - self._saved_theta
         dot, ff, _ = group_projections(actual, self._direction, self.group_offsets)
         t, h, c = self._taken, self._horizon, self.config.correct_steps
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -540,7 +553,7 @@ class HybridEngine:
         loss_after = self._port_forward(self._probe)
         gained = self.trend.steps_gained(self._loss_before, loss_after, self.config.correct_steps)
         if math.isfinite(loss_after):
-            self._store_residual(loss_after)
+            self._learn_from_jump(loss_after)
         rolled_back = not (math.isfinite(loss_after) and loss_after <= self._loss_before)
         self._finish_jump(loss_after=loss_after, gained=gained, rolled_back=rolled_back,
                           reason="judged")

@@ -24,6 +24,7 @@ class UpdateStats:
     norm: float
     cosine: float
     nonfinite: int
+    snapshot: bool = False  # a snapshot entered the ring with this step
 
 
 class SnapshotHistory:
@@ -63,12 +64,13 @@ class SnapshotHistory:
             theta, self.prev, self.prev_update, self.ema, self.beta
         )
         self.clock += 1
-        if nonfinite == 0 and self.clock % self.interval == 0:
+        snapshot = nonfinite == 0 and self.clock % self.interval == 0
+        if snapshot:
             kernels.copy(self.ring[self.head], self.ema)
             self.times[self.head] = self.clock
             self.head = (self.head + 1) % self.ring.shape[0]
             self.count = min(self.count + 1, self.ring.shape[0])
-        return UpdateStats(norm, cos, nonfinite)
+        return UpdateStats(norm, cos, nonfinite, snapshot)
 
     def window(self, size: int) -> tuple[np.ndarray, np.ndarray]:
         """Slots and times of the ``size`` most recent snapshots, oldest first."""

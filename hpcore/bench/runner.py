@@ -208,7 +208,7 @@ def time_to_target(baseline: Curve, other: Curve) -> dict[str, Any]:
     """
     target = float(baseline.val_loss[-1])
     b = first_reach(baseline, target)
-    if b is None:  # only when the baseline's final loss is not finite
+    if b is None or not math.isfinite(target):
         msg = f"the baseline's final validation loss is {target}: tune its learning rate first"
         raise ValueError(msg)
     h = first_reach(other, target)

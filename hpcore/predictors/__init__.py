@@ -2,12 +2,13 @@
 
 from hpcore.config import LinearConfig, PredictorConfig
 
+from .base import Predictor
 from .linear import LinearPredictor, line_weights
 
-__all__ = ["LinearPredictor", "line_weights", "make_predictor"]
+__all__ = ["LinearPredictor", "Predictor", "line_weights", "make_predictor"]
 
 
-def make_predictor(config: PredictorConfig) -> LinearPredictor:
+def make_predictor(config: PredictorConfig) -> Predictor:
     """The predictor a config names; a config without an implementation is refused here."""
     if isinstance(config, LinearConfig):
         return LinearPredictor(config)

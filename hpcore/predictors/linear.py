@@ -46,6 +46,19 @@ class LinearPredictor:
         """Snapshots needed before a forecast is possible."""
         return self.config.window
 
+    def observe_snapshot(self, history: SnapshotHistory) -> None:
+        """A snapshot entered the ring (the line has nothing to fit online)."""
+
+    def learn_from_jump(self, actual: Any, taken: int, horizon: int, correct_steps: int) -> None:
+        """A jump was judged; ``actual`` is the displacement from its origin (unused here)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """The line has no state of its own."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Nothing to restore."""
+
     def confidence(self, history: SnapshotHistory) -> float:
         """Share of the window's spread that the line explains (R^2 over all parameters)."""
         slots, times = history.window(self.config.window)
