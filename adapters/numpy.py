@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from hpcore.checkpoint import CheckpointingTrainer
 from hpcore.config import HybridTrainerConfig
 from hpcore.engine import HybridEngine
 from hpcore.optim import FlatOptimizer
@@ -109,7 +110,7 @@ class NumpyPort:
         return x
 
 
-class HybridTrainer:
+class HybridTrainer(CheckpointingTrainer):
     """Hybrid trainer for a NumPy model: ``params`` is trained in place.
 
     Args:
@@ -192,7 +193,31 @@ class HybridTrainer:
 
     def step(self, batch: Any) -> StepResult:
         """One training step on ``batch`` (a predicted step does not use it)."""
-        return self._engine.step(batch)
+        result = self._engine.step(batch)
+        self._after_step()
+        return result
+
+    def state_dict(self) -> dict[str, Any]:
+        """Parameters, optimizer and engine state (copies), for checkpoints and resume."""
+        return {
+            "params": self.params.copy(),
+            "optimizer": self._port.optimizer.state_dict(),
+            "engine": self._engine.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; the sizes are checked before anything changes."""
+        params = np.asarray(state["params"])
+        if params.shape != self.params.shape or params.dtype != self.params.dtype:
+            msg = (f"checkpoint holds params {params.shape} {params.dtype}, this trainer has "
+                   f"{self.params.shape} {self.params.dtype}")
+            raise ValueError(msg)
+        if state["engine"]["size"] != self.params.size:
+            msg = f"checkpoint engine state is for {state['engine']['size']} parameters"
+            raise ValueError(msg)
+        self._engine.load_state_dict(state["engine"])
+        self._port.optimizer.load_state_dict(state["optimizer"])
+        self.params[...] = params
 
     def statistics(self) -> TrainingStatistics:
         """Counters of the run so far."""

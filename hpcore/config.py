@@ -85,16 +85,53 @@ class LinearConfig:
 
 @attrs.frozen
 class MLPConfig:
-    """Shared-weight per-parameter MLP nowcaster (DESIGN section 5; engine support pending)."""
+    """Shared-weight per-parameter MLP nowcaster (DESIGN section 5).
+
+    Attributes:
+        hidden_dim: hidden units of the MLP shared by every parameter.
+        sample_size: coordinates the MLP is trained on (a random subset, redrawn after each
+            jump); the forecast itself runs over all parameters.
+        learning_rate: Adam step size of the online training.
+        window: snapshots per parameter fed to the network (at most ``history_size``).
+        train_steps: Adam steps after each snapshot and after each judged jump.
+        max_lookahead: longest pretraining horizon, in snapshots (earlier window -> the
+            snapshot ``k`` intervals later, ``1 <= k <= max_lookahead``).
+        replay_size: rows of self-supervised examples kept for training.
+        jump_share: share of each training batch drawn from the judged jumps' kept
+            displacement (progress that survived the Correct phase) once there are any.
+        seed: seeds the initial weights and the sampling.
+    """
 
     hidden_dim: int = attrs.field(default=32, validator=_int_at_least(1))
     sample_size: int = attrs.field(default=4096, validator=_int_at_least(1))
     learning_rate: float = attrs.field(default=1e-3, validator=_float_in(0.0, 1.0, lo_open=True))
+    window: int = attrs.field(default=6, validator=_int_at_least(3))
+    train_steps: int = attrs.field(default=4, validator=_int_at_least(0))
+    max_lookahead: int = attrs.field(default=10, validator=_int_at_least(1))
+    replay_size: int = attrs.field(default=65536, validator=_int_at_least(1))
+    jump_share: float = attrs.field(default=0.5, validator=_float_in(0.0, 1.0))
+    seed: int = attrs.field(default=0, validator=_int_at_least(0))
 
 
 @attrs.frozen
 class RSSMConfig:
-    """GRU + categorical latent ensemble nowcaster (DESIGN section 5; engine support pending)."""
+    """GRU + categorical latent ensemble nowcaster, RSSM-lite (DESIGN section 5).
+
+    Attributes:
+        deterministic_dim: hidden units of the GRU (the deterministic state).
+        stochastic_dim: one-hot units of the categorical latent, in all groups.
+        num_categoricals: groups of the latent (``stochastic_dim / num_categoricals`` classes
+            each).
+        ensemble_size: independently initialised and trained members.
+        sample_size: coordinates trained on (see :class:`MLPConfig`).
+        learning_rate: Adam step size of the online training.
+        window: snapshots per parameter fed to the GRU (at most ``history_size``).
+        bptt: steps the truncated back-propagation through time runs over.
+        train_steps, max_lookahead, replay_size, jump_share, seed: as in :class:`MLPConfig`.
+        disagreement: a parameter is confident when the members' spread (standard
+            deviation) of its forecast is at most this share of their mean forecast; the
+            others are left at the averaged point instead of extrapolated.
+    """
 
     deterministic_dim: int = attrs.field(default=16, validator=_int_at_least(1))
     stochastic_dim: int = attrs.field(default=16, validator=_int_at_least(1))
@@ -102,6 +139,14 @@ class RSSMConfig:
     ensemble_size: int = attrs.field(default=3, validator=_int_at_least(1))
     sample_size: int = attrs.field(default=4096, validator=_int_at_least(1))
     learning_rate: float = attrs.field(default=1e-3, validator=_float_in(0.0, 1.0, lo_open=True))
+    window: int = attrs.field(default=6, validator=_int_at_least(3))
+    bptt: int = attrs.field(default=4, validator=_int_at_least(1))
+    train_steps: int = attrs.field(default=4, validator=_int_at_least(0))
+    max_lookahead: int = attrs.field(default=10, validator=_int_at_least(1))
+    replay_size: int = attrs.field(default=65536, validator=_int_at_least(1))
+    jump_share: float = attrs.field(default=0.5, validator=_float_in(0.0, 1.0))
+    disagreement: float = attrs.field(default=0.5, validator=_float_in(0.0, 1e6, lo_open=True))
+    seed: int = attrs.field(default=0, validator=_int_at_least(0))
 
     def __attrs_post_init__(self) -> None:
         if self.stochastic_dim % self.num_categoricals:
@@ -155,11 +200,28 @@ class DivergenceConfig:
 
 @attrs.frozen
 class CheckpointConfig:
-    """Where and how often the engine checkpoints (used by ``save_checkpoint``)."""
+    """Where and how often a trainer checkpoints itself.
+
+    Attributes:
+        save_interval: steps between automatic checkpoints into ``directory`` (0: only
+            explicit ``save_checkpoint`` calls).
+        keep_last_n: automatic checkpoints kept in ``directory``; older ones are deleted.
+        include_predictor: save the predictor's learned state (without it a resumed run
+            re-learns it).
+        directory: folder of the automatic checkpoints (``ckpt-<step>.npz``).
+    """
 
     save_interval: int = attrs.field(default=0, validator=_int_at_least(0))
     keep_last_n: int = attrs.field(default=3, validator=_int_at_least(1))
     include_predictor: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+    directory: str | None = attrs.field(
+        default=None, converter=attrs.converters.optional(str)
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.save_interval > 0 and self.directory is None:
+            msg = "'save_interval' > 0 needs a 'directory' to save checkpoints into"
+            raise ValueError(msg)
 
 
 def _predictor_check(inst: Any, attr: attrs.Attribute, value: Any) -> None:

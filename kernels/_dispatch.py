@@ -15,7 +15,7 @@ import numpy as np
 
 BACKENDS = ("numpy", "numba", "cuda", "cupy")
 # Below this many elements the NumPy reference wins: JIT dispatch overhead dominates.
-NUMBA_MIN_SIZE = 1 << 15
+NUMBA_MIN_SIZE = 1 << 16
 
 _REGISTRY: dict[tuple[str, str], Callable[..., Any]] = {}
 _override: str | None = None
@@ -104,5 +104,3 @@ def lookup(op: str, x: Any) -> Callable[..., Any]:
         msg = f"kernel {op!r} has no {backend!r} twin (has: {registered(op)})"
         raise RuntimeError(msg)
     return fn
-
-

@@ -7,14 +7,16 @@ nothing of size N.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+import numba
 import numpy as np
 
 from ._dispatch import lookup, register
+from ._gpu import cupy_module
 
 
-@register("ema_update_stats", "numpy")
 def ema_update_stats_ref(
     theta: np.ndarray,
     prev: np.ndarray,
@@ -39,6 +41,37 @@ def ema_update_stats_ref(
     prev[...] = theta
     ema *= beta
     ema += (1.0 - beta) * theta
+    return float(np.sqrt(nn)), float(cos), nonfinite
+
+
+@register("ema_update_stats", "numpy")
+def ema_update_stats_numpy(
+    theta: np.ndarray,
+    prev: np.ndarray,
+    prev_update: np.ndarray,
+    ema: np.ndarray,
+    beta: float,
+) -> tuple[float, float, int]:
+    """The CPU fallback of :func:`ema_update_stats_ref` for small vectors.
+
+    Same contract, in the buffers' own precision: BLAS dot products instead of float64
+    copies (the reference's casts cost 3x the arithmetic at N ~ 1e4-1e5, where the Numba
+    twin is not used). Falls back to float64 only when a sum overflowed.
+    """
+    u = np.subtract(theta, prev)
+    nn, pp, dot = float(np.dot(u, u)), float(np.dot(prev_update, prev_update)), float(
+        np.dot(u, prev_update))
+    nonfinite = 0
+    if not (np.isfinite(nn) and np.isfinite(pp) and np.isfinite(dot)):
+        nonfinite = int(theta.size - np.count_nonzero(np.isfinite(theta)))
+        u64, pu64 = u.astype(np.float64), prev_update.astype(np.float64)
+        nn, pp, dot = float(u64 @ u64), float(pu64 @ pu64), float(u64 @ pu64)
+    cos = dot / np.sqrt(nn * pp) if nn > 0.0 and pp > 0.0 else 0.0
+    prev_update[...] = u
+    prev[...] = theta
+    np.multiply(theta, 1.0 - beta, out=u)
+    ema *= beta
+    ema += u
     return float(np.sqrt(nn)), float(cos), nonfinite
 
 
@@ -82,6 +115,365 @@ def trend_r2_ref(ring: np.ndarray, centred_times: np.ndarray) -> tuple[float, fl
     slope = centred_times.astype(np.float64) @ dev / tt
     ss_explained = float(slope @ slope) * tt
     return ss_total, ss_explained
+
+
+# ---------------------------------------------------------------------------------------------
+# Numba CPU twins: one fused pass each, parallel over blocks of coordinates.
+#
+# Bandwidth-bound loops: every twin reads and writes each element once. The loops over the
+# snapshot ring work in blocks of ``_BLOCK`` coordinates so that the innermost loop runs along
+# contiguous memory (and vectorises) while the ring rows are swept one after the other.
+
+_BLOCK = 4096
+_NJIT = {"parallel": True, "fastmath": False, "cache": True}
+
+
+def _finish_update_stats(nn: float, pp: float, dot: float, bad: float) -> tuple[float, float, int]:
+    """Host-side end of every ``ema_update_stats`` twin: sums of squares to (norm, cos, count)."""
+    cos = dot / np.sqrt(nn * pp) if nn > 0.0 and pp > 0.0 else 0.0
+    return float(np.sqrt(nn)), float(cos), int(bad)
+
+
+@numba.njit(**_NJIT)
+def _ema_update_stats_loop(theta, prev, prev_update, ema, beta):  # pragma: no cover - jitted
+    nn = 0.0
+    pp = 0.0
+    dot = 0.0
+    bad = 0
+    keep = 1.0 - beta
+    for i in numba.prange(theta.size):
+        t = np.float64(theta[i])
+        u = t - np.float64(prev[i])
+        pu = np.float64(prev_update[i])
+        nn += u * u
+        pp += pu * pu
+        dot += u * pu
+        if not np.isfinite(t):
+            bad += 1
+        prev_update[i] = u
+        prev[i] = theta[i]
+        ema[i] = beta * np.float64(ema[i]) + keep * t
+    return nn, pp, dot, bad
+
+
+@register("ema_update_stats", "numba")
+def ema_update_stats_numba(
+    theta: np.ndarray, prev: np.ndarray, prev_update: np.ndarray, ema: np.ndarray, beta: float
+) -> tuple[float, float, int]:
+    """Numba twin of :func:`ema_update_stats_ref` (one fused parallel pass)."""
+    nn, pp, dot, bad = _ema_update_stats_loop(theta, prev, prev_update, ema, float(beta))
+    return _finish_update_stats(nn, pp, dot, bad)
+
+
+@numba.njit(**_NJIT)
+def _lincomb_loop(weights, ring, base, base_weight, out):  # pragma: no cover - jitted
+    c, n = ring.shape
+    nblocks = (n + _BLOCK - 1) // _BLOCK
+    for blk in numba.prange(nblocks):
+        lo = blk * _BLOCK
+        hi = min(n, lo + _BLOCK)
+        acc = np.zeros(hi - lo, dtype=np.float64)
+        for i in range(c):
+            w = np.float64(weights[i])
+            for j in range(lo, hi):
+                acc[j - lo] += w * ring[i, j]
+        for j in range(lo, hi):
+            out[j] = acc[j - lo] + base_weight * np.float64(base[j])
+
+
+@register("lincomb", "numba")
+def lincomb_numba(
+    weights: np.ndarray, ring: np.ndarray, base: np.ndarray, base_weight: float, out: np.ndarray
+) -> None:
+    """Numba twin of :func:`lincomb_ref` (float64 accumulation, one pass over the ring)."""
+    _lincomb_loop(weights, ring, base, float(base_weight), out)
+
+
+@numba.njit(**_NJIT)
+def _axpy_path_loop(theta, origin, direction, frac):  # pragma: no cover - jitted
+    for i in numba.prange(theta.size):
+        theta[i] = origin[i] + frac * direction[i]
+
+
+@register("axpy_path", "numba")
+def axpy_path_numba(theta: np.ndarray, origin: np.ndarray, direction: np.ndarray, frac: float) -> None:
+    """Numba twin of :func:`axpy_path_ref`.
+
+    ``frac`` is rounded to the buffers' dtype first, as NumPy does with a Python scalar, so the
+    result is bit-identical to the reference.
+    """
+    _axpy_path_loop(theta, origin, direction, theta.dtype.type(frac))
+
+
+@numba.njit(**_NJIT)
+def _copy_loop(dst, src):  # pragma: no cover - jitted
+    for i in numba.prange(dst.size):
+        dst[i] = src[i]
+
+
+# Not registered: a copy is a memcpy, which NumPy already runs at memory bandwidth. On the
+# 2-core reference VM this parallel loop measured 1.1x at N = 1e6 (cache-resident) and
+# 0.6-0.8x at N = 1e7 (benchmarks/KERNELS.md), so dispatch keeps NumPy's copy; the loop stays
+# for machines where one core cannot saturate memory, and is tested against the reference.
+def copy_numba(dst: np.ndarray, src: np.ndarray) -> None:
+    """Numba twin of :func:`copy_ref` (parallel copy of 1-D buffers; not registered)."""
+    if dst.ndim != 1 or src.ndim != 1:
+        dst[...] = src  # ring rows and other shapes: NumPy's copy is already one pass
+        return
+    _copy_loop(dst, src)
+
+
+@numba.njit(**_NJIT)
+def _trend_r2_loop(ring, times, tt):  # pragma: no cover - jitted
+    c, n = ring.shape
+    nblocks = (n + _BLOCK - 1) // _BLOCK
+    ss_total = 0.0
+    ss_slope = 0.0
+    for blk in numba.prange(nblocks):
+        lo = blk * _BLOCK
+        hi = min(n, lo + _BLOCK)
+        mean = np.zeros(hi - lo, dtype=np.float64)
+        for i in range(c):
+            for j in range(lo, hi):
+                mean[j - lo] += ring[i, j]
+        for j in range(lo, hi):
+            mean[j - lo] /= c
+        slope = np.zeros(hi - lo, dtype=np.float64)
+        st = 0.0
+        for i in range(c):
+            ti = times[i]
+            for j in range(lo, hi):
+                d = ring[i, j] - mean[j - lo]
+                st += d * d
+                slope[j - lo] += ti * d
+        ss = 0.0
+        for j in range(lo, hi):
+            ss += slope[j - lo] * slope[j - lo]
+        ss_total += st
+        ss_slope += ss
+    return ss_total, ss_slope
+
+
+@register("trend_r2", "numba")
+def trend_r2_numba(ring: np.ndarray, centred_times: np.ndarray) -> tuple[float, float]:
+    """Numba twin of :func:`trend_r2_ref` (one pass over the ring, no float64 copy of it)."""
+    times = np.ascontiguousarray(centred_times, dtype=np.float64)
+    tt = float(times @ times)
+    if ring.shape[0] == 0:
+        return 0.0, 0.0
+    ss_total, ss_slope = _trend_r2_loop(ring, times, tt)
+    if tt == 0.0:
+        return float(ss_total), 0.0
+    # sum_j (t . dev_j / tt)^2 * tt == sum_j (t . dev_j)^2 / tt
+    return float(ss_total), float(ss_slope / tt)
+
+
+# ---------------------------------------------------------------------------------------------
+# CuPy RawKernel twins. One CUDA C source for the family, compiled per element type ``T``;
+# grid-stride loops, block reductions in shared memory, one atomicAdd per block on doubles.
+
+CUPY_THREADS = 256
+CUPY_MAX_BLOCKS = 1024
+# No fused multiply-add: axpy_path and the buffer updates then round exactly as NumPy does.
+CUPY_OPTIONS = ("--fmad=false",)
+
+BLOCK_REDUCE_SOURCE = r"""
+#define HP_THREADS 256
+// Sum v over the block; the result is valid in thread 0. blockDim.x must be HP_THREADS.
+__device__ double hp_block_sum(double v, double* sh) {
+    sh[threadIdx.x] = v;
+    __syncthreads();
+    for (int s = HP_THREADS / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+        __syncthreads();
+    }
+    double r = sh[0];
+    __syncthreads();
+    return r;
+}
+"""
+
+HISTORY_CUPY_SOURCE = (
+    BLOCK_REDUCE_SOURCE
+    + r"""
+// out[0..3] += (||u||^2, ||prev_update||^2, u . prev_update, #non-finite theta)
+extern "C" __global__ void ema_update_stats(
+    const T* theta, T* prev, T* prev_update, T* ema, const double beta,
+    const long long n, double* out)
+{
+    __shared__ double sh[HP_THREADS];
+    double nn = 0.0, pp = 0.0, dot = 0.0, bad = 0.0;
+    const double keep = 1.0 - beta;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)blockDim.x * gridDim.x) {
+        const double t = (double)theta[i];
+        const double u = t - (double)prev[i];
+        const double pu = (double)prev_update[i];
+        nn += u * u;
+        pp += pu * pu;
+        dot += u * pu;
+        if (!isfinite(t)) bad += 1.0;
+        prev_update[i] = (T)u;
+        prev[i] = theta[i];
+        ema[i] = (T)(beta * (double)ema[i] + keep * t);
+    }
+    nn = hp_block_sum(nn, sh);
+    pp = hp_block_sum(pp, sh);
+    dot = hp_block_sum(dot, sh);
+    bad = hp_block_sum(bad, sh);
+    if (threadIdx.x == 0) {
+        atomicAdd(out + 0, nn);
+        atomicAdd(out + 1, pp);
+        atomicAdd(out + 2, dot);
+        atomicAdd(out + 3, bad);
+    }
+}
+
+// out = sum_i w[i] * ring[i, :] + base_weight * base
+extern "C" __global__ void lincomb(
+    const double* w, const T* ring, const T* base, const double base_weight,
+    const int c, const long long n, T* out)
+{
+    for (long long j = (long long)blockIdx.x * blockDim.x + threadIdx.x; j < n;
+         j += (long long)blockDim.x * gridDim.x) {
+        double acc = 0.0;
+        for (int i = 0; i < c; ++i) acc += w[i] * (double)ring[(long long)i * n + j];
+        out[j] = (T)(acc + base_weight * (double)base[j]);
+    }
+}
+
+// theta = origin + frac * direction, in T like the NumPy reference
+extern "C" __global__ void axpy_path(
+    T* theta, const T* origin, const T* direction, const T frac, const long long n)
+{
+    for (long long j = (long long)blockIdx.x * blockDim.x + threadIdx.x; j < n;
+         j += (long long)blockDim.x * gridDim.x) {
+        theta[j] = origin[j] + frac * direction[j];
+    }
+}
+
+// out[0] += sum of squared deviations from the per-column mean; out[1] += sum_j (t . dev_j)^2
+extern "C" __global__ void trend_r2(
+    const T* ring, const double* times, const int c, const long long n, double* out)
+{
+    __shared__ double sh[HP_THREADS];
+    double st = 0.0, ss = 0.0;
+    for (long long j = (long long)blockIdx.x * blockDim.x + threadIdx.x; j < n;
+         j += (long long)blockDim.x * gridDim.x) {
+        double mean = 0.0;
+        for (int i = 0; i < c; ++i) mean += (double)ring[(long long)i * n + j];
+        mean /= c;
+        double slope = 0.0;
+        for (int i = 0; i < c; ++i) {
+            const double d = (double)ring[(long long)i * n + j] - mean;
+            st += d * d;
+            slope += times[i] * d;
+        }
+        ss += slope * slope;
+    }
+    st = hp_block_sum(st, sh);
+    ss = hp_block_sum(ss, sh);
+    if (threadIdx.x == 0) {
+        atomicAdd(out + 0, st);
+        atomicAdd(out + 1, ss);
+    }
+}
+"""
+)
+
+CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+
+
+def cupy_source(source: str, dtype: Any) -> str:
+    """``source`` specialised to the element type of ``dtype`` (``typedef ... T``)."""
+    ctype = CTYPES[np.dtype(dtype)]
+    return f"typedef {ctype} T;\n{source}"
+
+
+def cupy_grid(n: int) -> tuple[int]:
+    """Blocks for a grid-stride CuPy launch over ``n`` items."""
+    return (max(1, min(CUPY_MAX_BLOCKS, -(-int(n) // CUPY_THREADS))),)
+
+
+@functools.cache
+def _history_module(dtype: np.dtype) -> Any:
+    cp = cupy_module()
+    if cp is None:
+        msg = "CuPy kernels need cupy with a visible GPU (cupy.is_available() is False)"
+        raise RuntimeError(msg)
+    return cp.RawModule(code=cupy_source(HISTORY_CUPY_SOURCE, dtype), options=CUPY_OPTIONS)
+
+
+def _kernel(name: str, dtype: Any) -> Any:
+    return _history_module(np.dtype(dtype)).get_function(name)
+
+
+@register("ema_update_stats", "cupy")
+def ema_update_stats_cupy(
+    theta: Any, prev: Any, prev_update: Any, ema: Any, beta: float
+) -> tuple[float, float, int]:
+    """CuPy twin of :func:`ema_update_stats_ref` (fused pass, block reduction + atomicAdd)."""
+    cp = cupy_module()
+    out = cp.zeros(4, dtype=cp.float64)
+    n = theta.size
+    _kernel("ema_update_stats", theta.dtype)(
+        cupy_grid(n),
+        (CUPY_THREADS,),
+        (theta, prev, prev_update, ema, np.float64(beta), np.int64(n), out),
+    )
+    nn, pp, dot, bad = (float(v) for v in out.get())
+    return _finish_update_stats(nn, pp, dot, bad)
+
+
+@register("lincomb", "cupy")
+def lincomb_cupy(weights: Any, ring: Any, base: Any, base_weight: float, out: Any) -> None:
+    """CuPy twin of :func:`lincomb_ref` (one thread per coordinate, float64 accumulation)."""
+    cp = cupy_module()
+    c, n = ring.shape
+    w = cp.ascontiguousarray(cp.asarray(weights, dtype=cp.float64))
+    _kernel("lincomb", out.dtype)(
+        cupy_grid(n),
+        (CUPY_THREADS,),
+        (w, cp.ascontiguousarray(ring), base, np.float64(base_weight), np.int32(c), np.int64(n), out),
+    )
+
+
+@register("axpy_path", "cupy")
+def axpy_path_cupy(theta: Any, origin: Any, direction: Any, frac: float) -> None:
+    """CuPy twin of :func:`axpy_path_ref` (bit-identical: no FMA, ``frac`` rounded to T)."""
+    n = theta.size
+    _kernel("axpy_path", theta.dtype)(
+        cupy_grid(n),
+        (CUPY_THREADS,),
+        (theta, origin, direction, theta.dtype.type(frac), np.int64(n)),
+    )
+
+
+@register("copy", "cupy")
+def copy_cupy(dst: Any, src: Any) -> None:
+    """CuPy twin of :func:`copy_ref` (a device-to-device copy; no kernel needed)."""
+    cupy_module().copyto(dst, src)
+
+
+@register("trend_r2", "cupy")
+def trend_r2_cupy(ring: Any, centred_times: Any) -> tuple[float, float]:
+    """CuPy twin of :func:`trend_r2_ref` (one thread per coordinate, block reduction)."""
+    cp = cupy_module()
+    times = cp.ascontiguousarray(cp.asarray(centred_times, dtype=cp.float64))
+    tt = float(times @ times)
+    c, n = ring.shape
+    if c == 0:
+        return 0.0, 0.0
+    out = cp.zeros(2, dtype=cp.float64)
+    _kernel("trend_r2", ring.dtype)(
+        cupy_grid(n),
+        (CUPY_THREADS,),
+        (cp.ascontiguousarray(ring), times, np.int32(c), np.int64(n), out),
+    )
+    ss_total, ss_slope = (float(v) for v in out.get())
+    if tt == 0.0:
+        return ss_total, 0.0
+    return ss_total, ss_slope / tt
 
 
 def ema_update_stats(
