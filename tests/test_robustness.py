@@ -1,0 +1,79 @@
+"""Property tests: random loss sequences with NaN/Inf bursts never leave a non-finite state."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import structlog
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hpcore import HybridTrainerConfig, LinearConfig
+from hpcore.adapters.numpy import HybridTrainer
+from hpcore.optim import SGD, Adam
+
+KINDS = st.sampled_from(["ok"] * 6 + ["nan", "inf", "huge_grad", "nan_grad"])
+CFG = HybridTrainerConfig(
+    warmup_steps=5, full_steps=8, max_predict_steps=12, correct_steps=4, history_size=3,
+    snapshot_interval=2, check_interval=3, predictor=LinearConfig(window=3),
+)
+
+
+@pytest.fixture(autouse=True)
+def quiet():
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
+    yield
+    structlog.reset_defaults()
+
+
+class Scripted:
+    """A quadratic whose loss and gradient misbehave on the steps the script says."""
+
+    def __init__(self, script: list[str]) -> None:
+        self.script = script
+        self.calls = 0
+
+    def _kind(self) -> str:
+        kind = self.script[self.calls % len(self.script)]
+        self.calls += 1
+        return kind
+
+    def loss_and_grad(self, p, c):
+        kind = self._kind()
+        r = p.astype(np.float64) - c
+        loss, grad = 0.5 * float(r @ r), r.astype(np.float32)
+        if kind == "nan":
+            return float("nan"), grad
+        if kind == "inf":
+            return float("inf"), grad
+        if kind == "huge_grad":  # finite, but the update overflows float32
+            return loss, np.full_like(grad, 3e38)
+        if kind == "nan_grad":
+            grad[0] = np.nan
+        return loss, grad
+
+    def loss(self, p, c):
+        kind = self._kind()
+        if kind in ("nan", "inf"):
+            return float(kind)
+        r = p.astype(np.float64) - c
+        return 0.5 * float(r @ r)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(script=st.lists(KINDS, min_size=1, max_size=40), adam=st.booleans(),
+       steps=st.integers(20, 150))
+def test_no_accepted_state_is_non_finite(script, adam, steps):
+    """After every step the parameters are finite, whatever the losses did."""
+    problem = Scripted(script)
+    opt = Adam(0.05) if adam else SGD(0.05, momentum=0.9)
+    with np.errstate(all="ignore"):
+        trainer = HybridTrainer(np.zeros(6, np.float32), problem.loss_and_grad, opt, CFG,
+                                loss_fn=problem.loss)
+        for i in range(steps):
+            trainer.step(np.full(6, 3.0) + 0.01 * i)
+            assert np.all(np.isfinite(trainer.params)), f"non-finite after step {i}"
+    s = trainer.statistics()
+    assert sum(s.phase_steps.values()) == s.total_steps == steps
