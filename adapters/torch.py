@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,6 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
     raise ImportError(msg) from exc
 
 from hpcore.adapters._dlpack import engine_view
-
 from hpcore.config import HybridTrainerConfig
 from hpcore.engine import HybridEngine
 from hpcore.port import FullStepOutput
@@ -80,7 +80,7 @@ def _trainable_parameters(model: torch.nn.Module) -> tuple[list[str], list[torch
 def _check_layout(names: list[str], params: list[torch.nn.Parameter]) -> None:
     """One dtype (float32), one device, dense tensors: what a single flat buffer can view."""
     first_name, first = names[0], params[0]
-    for name, p in zip(names, params):
+    for name, p in zip(names, params, strict=True):
         if p.layout is not torch.strided:
             msg = f"parameter {name!r} has layout {p.layout}; only dense (strided) tensors are supported"
             raise ValueError(msg)
@@ -154,7 +154,7 @@ class TorchPort:
             offset = 0
             # Optimizer state is keyed by the parameter objects, which keep their identity:
             # re-pointing p.data leaves any existing state (momenta, Adam moments) valid.
-            for p, n in zip(params, sizes):
+            for p, n in zip(params, sizes, strict=True):
                 view = self.flat[offset : offset + n].view(p.shape)
                 view.copy_(p.data)
                 p.data = view
@@ -171,7 +171,8 @@ class TorchPort:
     def _attach_grads(self) -> None:
         """Point every ``p.grad`` back into the flat grad buffer (``zero_grad`` may drop it)."""
         self.flat_grad.zero_()
-        for name, p, g, ptr in zip(self.names, self.params, self._grad_views, self._data_ptrs):
+        views = zip(self.names, self.params, self._grad_views, self._data_ptrs, strict=True)
+        for name, p, g, ptr in views:
             if p.data_ptr() != ptr:
                 msg = (
                     f"parameter {name!r} no longer lives in the trainer's flat buffer (was the "
@@ -194,16 +195,20 @@ class TorchPort:
                 raise ValueError(msg)
             loss.backward()
         loss_value = float(loss.detach())
-        for p, g in zip(self.params, self._grad_views):
-            if p.grad is not g:  # autograd replaced the grad (e.g. a hook): gather it back
-                g.copy_(p.grad)
+        for p, g in zip(self.params, self._grad_views, strict=True):
+            if p.grad is not g:  # a hook replaced or dropped the grad: gather it back
+                if p.grad is None:
+                    g.zero_()
+                else:
+                    g.copy_(p.grad)
                 p.grad = g
         grad_norm = float(torch.linalg.vector_norm(self.flat_grad))
         if math.isfinite(loss_value) and math.isfinite(grad_norm):
             self.optimizer.step()
-        # else: never feed a non-finite gradient to the optimizer; the schedule still advances
-        if self.scheduler is not None:
-            self.scheduler.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
+        else:  # never feed a non-finite gradient to the optimizer; the schedule still advances
+            self._step_scheduler_alone()
         return FullStepOutput(loss_value, grad_norm)
 
     def forward_loss(self, batch: Any) -> float:
@@ -217,7 +222,7 @@ class TorchPort:
         finally:
             if saved is not None:
                 with torch.no_grad():
-                    for b, s in zip(self._buffers, saved):
+                    for b, s in zip(self._buffers, saved, strict=True):
                         b.copy_(s)
 
     def commit_params(self) -> None:
@@ -231,9 +236,16 @@ class TorchPort:
         # in place; a private copy keeps the saved state reusable for a later rollback.
         self.optimizer.load_state_dict(copy.deepcopy(state))
 
-    def on_predicted_step(self) -> None:
-        if self.scheduler is not None:
+    def _step_scheduler_alone(self) -> None:
+        """Advance the schedule without an optimizer step (torch warns about the order)."""
+        if self.scheduler is None:
+            return
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
             self.scheduler.step()
+
+    def on_predicted_step(self) -> None:
+        self._step_scheduler_alone()
 
     def all_reduce_mean(self, x: float) -> float:
         dist = torch.distributed

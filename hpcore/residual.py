@@ -24,13 +24,19 @@ SCALE_RANGE = (0.1, 2.0)  # corrections are clipped here: never reverse or explo
 def group_projections(actual: Any, forecast: Any, offsets: np.ndarray) -> tuple[np.ndarray, ...]:
     """Per group ``g``: ``(<actual_g, forecast_g>, ||forecast_g||^2, ||actual_g||^2)``.
 
-    ``offsets`` (G + 1,) are the group boundaries in the flat vector.
+    ``offsets`` (G + 1,) are the group boundaries in the flat vector. The vectors may live
+    on the GPU (CuPy); the (G,) results are always host NumPy arrays.
     """
-    starts = offsets[:-1]
-    dot = np.add.reduceat(actual.astype(np.float64) * forecast, starts)
-    ff = np.add.reduceat(np.square(forecast, dtype=np.float64), starts)
-    aa = np.add.reduceat(np.square(actual, dtype=np.float64), starts)
-    return dot, ff, aa
+    xp = kernels.get_array_module(actual)
+    a = actual.astype(xp.float64)
+    f = forecast.astype(xp.float64)
+
+    def per_group(x: Any) -> np.ndarray:
+        sums = xp.concatenate([xp.zeros(1), xp.cumsum(x)])
+        bounds = sums[xp.asarray(offsets)]
+        return kernels.to_host(bounds[1:] - bounds[:-1])
+
+    return per_group(a * f), per_group(f * f), per_group(a * a)
 
 
 class ResidualStore:

@@ -52,6 +52,13 @@ def get_array_module(x: Any) -> types.ModuleType:
     return np
 
 
+def to_host(x: Any) -> np.ndarray:
+    """A NumPy copy (CuPy arrays) or view (NumPy arrays) of ``x``."""
+    if _is_cupy(x):
+        return x.get()
+    return np.asarray(x)
+
+
 class _Use(contextlib.AbstractContextManager):
     def __init__(self, previous: str | None) -> None:
         self._previous = previous

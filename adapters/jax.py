@@ -1,0 +1,270 @@
+"""JAX adapter: the hybrid trainer around a parameter pytree, an optax optimizer and a loss.
+
+JAX arrays are immutable, so the engine works on a NumPy float32 host buffer holding the
+raveled parameters (``jax.flatten_util.ravel_pytree``). After each full step the adapter
+writes the new parameters into that buffer in place; after the engine moves it (a predicted
+step, a rollback) ``commit_params`` unravels it back into the pytree. The full step
+(``value_and_grad`` + ``tx.update`` + ``optax.apply_updates``) and the forward-only loss are
+each jitted once.
+
+Example:
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> from hpcore.adapters.jax import HybridTrainer
+    >>> def loss_fn(params, batch):
+    ...     return jnp.sum((params["w"] - batch) ** 2)
+    >>> trainer = HybridTrainer({"w": jnp.zeros(2)}, optax.sgd(0.1), loss_fn)
+    >>> result = trainer.step(jnp.ones(2))
+    >>> result.phase.value, round(result.loss, 3)
+    ('warmup', 2.0)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+try:
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from jax.flatten_util import ravel_pytree
+except ImportError as exc:  # pragma: no cover - exercised only without jax
+    msg = (
+        "hpcore.adapters.jax needs JAX and optax; install them with "
+        'pip install "hybrid-predict-trainer[jax]"'
+    )
+    raise ImportError(msg) from exc
+
+import numpy as np
+
+from hpcore.config import HybridTrainerConfig
+from hpcore.engine import HybridEngine
+from hpcore.port import FullStepOutput
+from hpcore.types import Phase, StepResult, TrainingStatistics
+
+__all__ = ["HybridTrainer", "JaxPort"]
+
+LossFn = Callable[[Any, Any], Any]
+
+# optax states whose ``count`` drives a learning-rate schedule (advanced by predicted steps);
+# the counts of the moment estimates (ScaleByAdamState...) are left alone.
+_SCHEDULE_STATES = (
+    optax.ScaleByScheduleState,
+    optax.InjectHyperparamsState,
+    optax.InjectStatefulHyperparamsState,
+)
+
+
+def _check_params(params: Any) -> None:
+    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    if not leaves:
+        msg = "params has no leaves: there is nothing to train"
+        raise ValueError(msg)
+    for path, leaf in leaves:
+        where = "params" + jax.tree_util.keystr(path)
+        dtype = getattr(leaf, "dtype", None)
+        if dtype is None or not hasattr(leaf, "shape"):
+            msg = f"{where} is a {type(leaf).__name__}, not an array; make every leaf a jnp.float32 array"
+            raise ValueError(msg)
+        if dtype != jnp.float32:
+            msg = (
+                f"{where} has dtype {dtype}; the hybrid trainer needs every leaf in float32 "
+                "(cast with jax.tree_util.tree_map(lambda x: x.astype(jnp.float32), params))"
+            )
+            raise ValueError(msg)
+    if sum(int(np.prod(leaf.shape)) for _, leaf in leaves) == 0:
+        msg = "params holds only empty arrays: there is nothing to train"
+        raise ValueError(msg)
+
+
+def _checked_loss(loss_fn: LossFn) -> LossFn:
+    """``loss_fn`` with its result checked once per trace (free at run time)."""
+
+    def checked(params: Any, batch: Any) -> jax.Array:
+        out = loss_fn(params, batch)
+        if not isinstance(out, jax.Array):
+            msg = (
+                f"loss_fn must return a scalar JAX array computed from params "
+                f"(got {type(out).__name__})"
+            )
+            raise TypeError(msg)
+        if out.size != 1:
+            msg = (
+                f"loss_fn must return a scalar (got shape {tuple(out.shape)}); "
+                "reduce it, e.g. with .mean()"
+            )
+            raise ValueError(msg)
+        if not jnp.issubdtype(out.dtype, jnp.floating):
+            msg = f"loss_fn must return a floating-point scalar (got dtype {out.dtype})"
+            raise TypeError(msg)
+        return jnp.reshape(out, ())
+
+    return checked
+
+
+def _tree_norm(tree: Any) -> jax.Array:
+    """Euclidean norm of all leaves together (what optax calls the global norm)."""
+    return jnp.sqrt(sum(jnp.vdot(x, x) for x in jax.tree_util.tree_leaves(tree)))
+
+
+def _advance_schedules(state: Any) -> Any:
+    """``state`` with every schedule count one step further (the moments untouched)."""
+    if isinstance(state, _SCHEDULE_STATES):
+        fields = {f: _advance_schedules(getattr(state, f)) for f in state._fields if f != "count"}
+        return state._replace(count=optax.safe_int32_increment(state.count), **fields)
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        return type(state)(*(_advance_schedules(s) for s in state))
+    if isinstance(state, (tuple, list)):
+        return type(state)(_advance_schedules(s) for s in state)
+    if isinstance(state, dict):
+        return {k: _advance_schedules(v) for k, v in state.items()}
+    return state
+
+
+class JaxPort:
+    """The engine's port over a parameter pytree, an optax transformation and a loss.
+
+    Args:
+        params: any pytree of float32 arrays.
+        tx: an ``optax.GradientTransformation``.
+        loss_fn: ``(params, batch) -> scalar``.
+    """
+
+    forward_costs_backward = False
+
+    def __init__(self, params: Any, tx: optax.GradientTransformation, loss_fn: LossFn) -> None:
+        _check_params(params)
+        flat, unravel = ravel_pytree(params)
+        self.tx = tx
+        self.loss_fn = loss_fn
+        self._unravel = unravel
+        self.params = jax.tree_util.tree_map(jnp.asarray, params)
+        self.opt_state = tx.init(self.params)
+        self.buffer = np.array(flat, dtype=np.float32)  # (N,) float32, the engine's theta
+        checked = _checked_loss(loss_fn)
+
+        def train_step(params: Any, opt_state: Any, batch: Any) -> tuple:
+            loss, grads = jax.value_and_grad(checked)(params, batch)
+            updates, new_state = tx.update(grads, opt_state, params)
+            new_params = optax.apply_updates(params, updates)
+            return loss, _tree_norm(grads), new_params, new_state
+
+        self._train_step = jax.jit(train_step)
+        self._forward = jax.jit(checked)
+        self._ravel = jax.jit(lambda p: ravel_pytree(p)[0])
+        self._unravel_jit = jax.jit(unravel)
+
+    def flat_params(self) -> np.ndarray:
+        return self.buffer
+
+    def full_step(self, batch: Any) -> FullStepOutput:
+        loss, grad_norm, new_params, new_state = self._train_step(
+            self.params, self.opt_state, batch
+        )
+        loss, grad_norm = float(loss), float(grad_norm)
+        if math.isfinite(loss) and math.isfinite(grad_norm):
+            self.params, self.opt_state = new_params, new_state
+            self.buffer[...] = np.asarray(self._ravel(new_params))
+        # else: never apply an update from a non-finite gradient (params and state unchanged)
+        return FullStepOutput(loss, grad_norm)
+
+    def forward_loss(self, batch: Any) -> float:
+        return float(self._forward(self.params, batch))
+
+    def commit_params(self) -> None:
+        # jnp.array copies: the pytree must not see later in-place writes to the buffer.
+        self.params = self._unravel_jit(jnp.array(self.buffer, copy=True))
+
+    def optimizer_state(self) -> Any:
+        return self.opt_state  # immutable arrays: a reference is a snapshot
+
+    def load_optimizer_state(self, state: Any) -> None:
+        self.opt_state = state
+
+    def on_predicted_step(self) -> None:
+        self.opt_state = _advance_schedules(self.opt_state)
+
+    def all_reduce_mean(self, x: float) -> float:
+        return x  # single process (multi-host JAX is not supported yet)
+
+
+class HybridTrainer:
+    """Hybrid trainer for a JAX model: some steps are predicted instead of computed.
+
+    Args:
+        params: the initial parameters, any pytree of float32 arrays.
+        tx: an ``optax.GradientTransformation`` (``optax.adam(1e-3)``...); its state is kept
+            across predicted steps, and only schedule counts advance during them.
+        loss_fn: ``(params, batch) -> scalar``; it is jitted, so keep it pure.
+        config: the engine's configuration (defaults when omitted).
+
+    Raises:
+        ValueError: ``params`` is empty or has a leaf that is not a float32 array.
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        tx: optax.GradientTransformation,
+        loss_fn: LossFn,
+        config: HybridTrainerConfig | None = None,
+    ) -> None:
+        if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
+            msg = f"tx must be an optax.GradientTransformation (got {type(tx).__name__})"
+            raise ValueError(msg)
+        if not callable(loss_fn):
+            msg = f"loss_fn must be callable as loss_fn(params, batch) (got {type(loss_fn).__name__})"
+            raise ValueError(msg)
+        if config is None:
+            config = HybridTrainerConfig()
+        self._port = JaxPort(params, tx, loss_fn)
+        self._engine = HybridEngine(self._port, config)
+
+    @property
+    def params(self) -> Any:
+        """The current parameters, as a pytree shaped like the one passed in."""
+        return self._port.params
+
+    @property
+    def opt_state(self) -> Any:
+        """The current optax state."""
+        return self._port.opt_state
+
+    @property
+    def engine(self) -> HybridEngine:
+        """The phase machine behind this trainer."""
+        return self._engine
+
+    @property
+    def current_step(self) -> int:
+        """Steps taken so far, predicted ones included."""
+        return self._engine.step_count
+
+    @property
+    def current_phase(self) -> Phase:
+        """The phase the next step runs in."""
+        return self._engine.phase
+
+    def step(self, batch: Any) -> StepResult:
+        """One training step on ``batch`` (a predicted step does not use it)."""
+        return self._engine.step(batch)
+
+    def statistics(self) -> TrainingStatistics:
+        """Counters of the run so far."""
+        return self._engine.statistics()
+
+    def export_metrics(self, path: str | Path) -> Path:
+        """Write statistics, config, jumps and divergence events to ``path`` as JSON."""
+        return self._engine.export_metrics(path)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The engine's own state (phase, history, policy); save ``params`` and
+        ``opt_state`` yourself as usual."""
+        return self._engine.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the engine's state from :meth:`state_dict`."""
+        self._engine.load_state_dict(state)

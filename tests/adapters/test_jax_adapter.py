@@ -1,0 +1,284 @@
+"""Tests of hpcore.adapters.jax: the host buffer, port semantics, end-to-end accuracy."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax", reason="JAX is not installed (extra: [jax])")
+optax = pytest.importorskip("optax", reason="optax is not installed (extra: [jax])")
+
+import jax.numpy as jnp  # noqa: E402
+from jax.flatten_util import ravel_pytree  # noqa: E402
+
+from hpcore.adapters.jax import HybridTrainer, JaxPort  # noqa: E402
+from hpcore.bench.numpy_mlp import batches, load_digits_split  # noqa: E402
+from hpcore.engine import HybridEngine  # noqa: E402
+from hpcore.types import Phase  # noqa: E402
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+STEPS = 1000  # the horizon at which the default config predicts steps
+SEEDS = (0, 1, 2)
+
+
+def init(seed: int) -> dict:
+    k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
+    return {"w1": jax.random.normal(k1, (64, 64)) / 8.0, "b1": jnp.zeros(64),
+            "w2": jax.random.normal(k2, (64, 10)) / 8.0, "b2": jnp.zeros(10)}
+
+
+def logits(params: dict, x):
+    return jnp.tanh(x @ params["w1"] + params["b1"]) @ params["w2"] + params["b2"]
+
+
+def loss_fn(params: dict, batch: tuple):
+    x, y = batch
+    return optax.softmax_cross_entropy_with_integer_labels(logits(params, x), y).mean()
+
+
+def accuracy(params: dict, seed: int) -> float:
+    _, _, x, y = load_digits_split(seed)
+    return float((np.asarray(logits(params, x)).argmax(1) == y).mean())
+
+
+def digit_batches(seed: int):
+    x, y, _, _ = load_digits_split(seed)
+    return batches(x, y, 32, seed)
+
+
+def plain_loop(params, tx, steps: int, seed: int):
+    """The canonical optax loop, jitted."""
+    state = tx.init(params)
+
+    @jax.jit
+    def step(params, state, batch):
+        grads = jax.grad(loss_fn)(params, batch)
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    for batch in islice(digit_batches(seed), steps):
+        params, state = step(params, state, batch)
+    return params
+
+
+def flat(params) -> np.ndarray:
+    return np.asarray(ravel_pytree(params)[0])
+
+
+class TestBuffer:
+    """The engine's host buffer and the parameter pytree stay in step."""
+
+    def test_buffer_is_the_raveled_params(self):
+        params = init(0)
+        trainer = HybridTrainer(params, optax.adam(1e-3), loss_fn)
+        theta = trainer.engine.theta
+        assert isinstance(theta, np.ndarray) and theta.dtype == np.float32
+        np.testing.assert_array_equal(theta, flat(params))
+        trainer.step(next(digit_batches(0)))
+        np.testing.assert_array_equal(theta, flat(trainer.params))
+        assert not np.array_equal(theta, flat(params))
+
+    def test_engine_writes_reach_the_pytree_on_commit(self):
+        """A write through engine.theta is read in the params after commit, and not before."""
+        trainer = HybridTrainer(init(0), optax.sgd(0.1), loss_fn)
+        theta = trainer.engine.theta
+        theta[0] = 123.5
+        assert float(trainer.params["b1"][0]) == 0.0  # ravel order: b1 first (sorted keys)
+        trainer._port.commit_params()
+        assert float(trainer.params["b1"][0]) == 123.5
+        theta[0] = 7.0  # the pytree is a copy: later buffer writes need another commit
+        assert float(trainer.params["b1"][0]) == 123.5
+        assert set(trainer.params) == {"w1", "b1", "w2", "b2"}
+        assert trainer.params["w1"].shape == (64, 64)
+
+
+class TestErrors:
+    """Parameters and losses the adapter cannot serve fail at once with a clear message."""
+
+    def test_no_parameters(self):
+        with pytest.raises(ValueError, match=r"params has no leaves: there is nothing to train"):
+            HybridTrainer({}, optax.sgd(0.1), loss_fn)
+
+    def test_non_float32_leaf_is_named(self):
+        params = {"w": jnp.zeros(3), "steps": jnp.zeros(2, jnp.int32)}
+        with pytest.raises(ValueError, match=re.escape("params['steps'] has dtype int32")):
+            HybridTrainer(params, optax.sgd(0.1), loss_fn)
+
+    def test_mixed_dtypes_name_the_leaf(self):
+        params = {"a": jnp.zeros(3), "b": np.zeros(2, np.float64)}
+        with pytest.raises(ValueError, match=re.escape("params['b'] has dtype float64")):
+            HybridTrainer(params, optax.sgd(0.1), loss_fn)
+
+    def test_non_array_leaf(self):
+        with pytest.raises(ValueError, match=re.escape("params['s'] is a float, not an array")):
+            HybridTrainer({"w": jnp.zeros(3), "s": 1.0}, optax.sgd(0.1), loss_fn)
+
+    def test_not_an_optax_transformation(self):
+        with pytest.raises(ValueError, match=r"tx must be an optax.GradientTransformation"):
+            HybridTrainer(init(0), object(), loss_fn)
+
+    def test_non_scalar_loss(self):
+        trainer = HybridTrainer(init(0), optax.sgd(0.1), lambda p, b: logits(p, b[0]).sum(1))
+        msg = "loss_fn must return a scalar (got shape (32,)); reduce it, e.g. with .mean()"
+        with pytest.raises(ValueError, match=re.escape(msg)):
+            trainer.step(next(digit_batches(0)))
+
+    def test_loss_that_is_not_an_array(self):
+        trainer = HybridTrainer(init(0), optax.sgd(0.1), lambda p, b: 1.5)
+        msg = "loss_fn must return a scalar JAX array computed from params (got float)"
+        with pytest.raises(TypeError, match=re.escape(msg)):
+            trainer.step(next(digit_batches(0)))
+
+
+class TestPlainLoopParity:
+    """Until the first prediction the hybrid trainer is the canonical optax loop, bit for bit."""
+
+    @pytest.mark.parametrize("make_tx", [lambda: optax.adam(1e-3),
+                                         lambda: optax.sgd(0.05, momentum=0.9)],
+                             ids=["adam", "sgd"])
+    def test_warmup_is_bit_identical(self, make_tx):
+        steps = 150
+        plain = plain_loop(init(3), make_tx(), steps, seed=3)
+        trainer = HybridTrainer(init(3), make_tx(), loss_fn)
+        for batch in islice(digit_batches(3), steps):
+            trainer.step(batch)
+        assert trainer.statistics().predicted_steps == 0
+        for k in plain:
+            np.testing.assert_array_equal(np.asarray(trainer.params[k]), np.asarray(plain[k]))
+
+
+class TestPort:
+    """The port's contract with the engine."""
+
+    def test_optimizer_state_round_trip(self):
+        port = JaxPort(init(0), optax.adam(1e-3), loss_fn)
+        it = digit_batches(0)
+        port.full_step(next(it))
+        saved_state, saved_theta = port.optimizer_state(), port.buffer.copy()
+        batch = next(it)
+        port.full_step(batch)
+        after_one = port.buffer.copy()
+        for _ in range(2):
+            port.buffer[...] = saved_theta
+            port.commit_params()
+            port.load_optimizer_state(saved_state)
+            port.full_step(batch)
+            np.testing.assert_array_equal(port.buffer, after_one)
+
+    def test_non_finite_loss_leaves_params_and_state(self):
+        port = JaxPort(init(0), optax.adam(1e-3), lambda p, b: loss_fn(p, b) * jnp.nan)
+        before, state = port.buffer.copy(), port.opt_state
+        out = port.full_step(next(digit_batches(0)))
+        assert math.isnan(out.loss)
+        np.testing.assert_array_equal(port.buffer, before)
+        assert port.opt_state is state
+
+    def test_forward_loss(self):
+        port = JaxPort(init(0), optax.adam(1e-3), loss_fn)
+        batch = next(digit_batches(0))
+        assert port.forward_loss(batch) == pytest.approx(float(loss_fn(init(0), batch)), rel=1e-6)
+        np.testing.assert_array_equal(port.buffer, flat(init(0)))
+
+    def test_predicted_steps_advance_schedules_only(self):
+        """A schedule's count advances on a predicted step; Adam's moments and count do not."""
+        schedule = optax.linear_schedule(1e-2, 0.0, transition_steps=100)
+        port = JaxPort(init(0), optax.adam(schedule), loss_fn)
+        port.full_step(next(digit_batches(0)))
+        adam_state, sched_state = port.opt_state[0], port.opt_state[-1]
+        port.on_predicted_step()
+        port.on_predicted_step()
+        assert int(port.opt_state[-1].count) == int(sched_state.count) + 2 == 3
+        assert port.opt_state[0] is adam_state or int(port.opt_state[0].count) == 1
+        np.testing.assert_array_equal(port.opt_state[0].mu["w1"], adam_state.mu["w1"])
+
+    def test_injected_hyperparams_advance(self):
+        tx = optax.inject_hyperparams(optax.adam)(learning_rate=optax.linear_schedule(1.0, 0.0, 10))
+        port = JaxPort(init(0), tx, loss_fn)
+        port.on_predicted_step()
+        assert int(port.opt_state.count) == 1
+        assert int(port.opt_state.inner_state[0].count) == 0
+
+    def test_all_reduce_mean_is_identity(self):
+        assert JaxPort(init(0), optax.sgd(0.1), loss_fn).all_reduce_mean(2.5) == 2.5
+
+
+class TestHybridTrainer:
+    """The user-facing surface."""
+
+    def test_surface(self, tmp_path):
+        trainer = HybridTrainer(init(0), optax.sgd(0.1), loss_fn)
+        assert trainer.current_phase is Phase.WARMUP and trainer.current_step == 0
+        result = trainer.step(next(digit_batches(0)))
+        assert result.phase is Phase.WARMUP and not result.was_predicted
+        assert trainer.current_step == 1
+        assert trainer.statistics().backward_passes == 1
+        assert trainer.export_metrics(tmp_path / "m.json").exists()
+        assert isinstance(trainer.engine, HybridEngine)
+
+    @pytest.mark.skipif(not hasattr(HybridEngine, "state_dict"), reason="engine state_dict pending")
+    def test_resume_is_bit_identical(self):
+        """Params, optax state and trainer state saved mid-run resume into the same trajectory."""
+        trainer = HybridTrainer(init(0), optax.adam(1e-3), loss_fn)
+        it = digit_batches(0)
+        for batch in islice(it, 250):
+            trainer.step(batch)
+        other = HybridTrainer(trainer.params, optax.adam(1e-3), loss_fn)
+        other._port.load_optimizer_state(trainer.opt_state)
+        other.load_state_dict(trainer.state_dict())
+        assert other.current_step == trainer.current_step == 250
+        for batch in islice(it, 150):
+            trainer.step(batch)
+            other.step(batch)
+        np.testing.assert_array_equal(trainer.engine.theta, other.engine.theta)
+        assert trainer.statistics().predicted_steps == other.statistics().predicted_steps > 0
+
+
+@pytest.mark.slow
+class TestAccuracy:
+    """Default config, 1000 steps, optax adam: the plain loop's accuracy within 1 point."""
+
+    def test_matches_plain_loop(self):
+        plain_acc, hybrid_acc, predicted, moved = [], [], [], []
+        for seed in SEEDS:
+            plain_acc.append(accuracy(plain_loop(init(seed), optax.adam(1e-3), STEPS, seed), seed))
+            trainer = HybridTrainer(init(seed), optax.adam(1e-3), loss_fn)
+            n_moved = 0
+            for batch in islice(digit_batches(seed), STEPS):
+                before = flat(trainer.params) if trainer.current_phase is Phase.PREDICT else None
+                if trainer.step(batch).was_predicted:
+                    n_moved += not np.array_equal(before, flat(trainer.params))
+            hybrid_acc.append(accuracy(trainer.params, seed))
+            predicted.append(trainer.statistics().predicted_steps)
+            moved.append(n_moved)
+        report = f"plain {plain_acc} hybrid {hybrid_acc} predicted {predicted} moved {moved}"
+        print(f"jax mlp/adam: {report}")
+        assert np.mean(hybrid_acc) >= np.mean(plain_acc) - 0.01, report
+        assert min(predicted) > 0, report
+        assert min(moved) > 0, report
+
+
+class TestReadmeQuickStart:
+    """The README's JAX quick start runs as written."""
+
+    def test_runs(self, tmp_path):
+        text = README.read_text()
+        start = text.index("<!-- section:quickstart-jax -->")
+        end = text.index("<!-- section:", start + 1)
+        blocks = re.findall(r"```python\n(.*?)```", text[start:end], flags=re.S)
+        assert blocks, "no python block in the JAX quick start"
+        script = tmp_path / "quickstart_jax.py"
+        script.write_text(blocks[0])
+        # One thread: on a small shared CI box oversubscribed OpenMP threads spin for seconds.
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                             cwd=tmp_path, timeout=300, env=env)
+        assert out.returncode == 0, out.stderr
+        assert "steps predicted" in out.stdout
