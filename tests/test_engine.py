@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from structlog.testing import capture_logs
 
-from hpcore import HybridTrainerConfig, LinearConfig, MLPConfig, Phase
+from hpcore import HybridTrainerConfig, LinearConfig, Phase
 from hpcore.adapters.numpy import HybridTrainer
 from hpcore.optim import SGD
 
@@ -232,13 +232,6 @@ class TestStateDict:
         other = HybridTrainer(np.zeros(5, np.float32), quadratic.loss_and_grad, SGD(lr=0.1))
         with pytest.raises(ValueError, match="engine state is for 8 parameters"):
             other.engine.load_state_dict(state)
-
-
-def test_unimplemented_predictor_is_refused(quadratic):
-    """A predictor without an implementation fails at construction, not silently."""
-    with pytest.raises(NotImplementedError, match="MLPConfig is accepted by the config"):
-        HybridTrainer(np.zeros(8, np.float32), quadratic.loss_and_grad, SGD(lr=0.1),
-                      HybridTrainerConfig(predictor=MLPConfig()))
 
 
 def test_critical_rollback_does_not_loop(quadratic):
