@@ -22,8 +22,12 @@ import pytest
 from hpcore import kernels
 from hpcore.kernels import _gpu, linucb, nowcast, residual
 
-if not numba.config.ENABLE_CUDASIM:
-    pytest.skip("run me with NUMBA_ENABLE_CUDASIM=1 (see test_cuda_twins.py)", allow_module_level=True)
+if not numba.config.ENABLE_CUDASIM and os.environ.get("HPCORE_CUDA_REAL") != "1":
+    pytest.skip(
+        "run me with NUMBA_ENABLE_CUDASIM=1 (see test_cuda_twins.py), or with "
+        "HPCORE_CUDA_REAL=1 on a machine with a GPU (benchmarks/gpu_check.sh)",
+        allow_module_level=True,
+    )
 
 if os.environ.get("HPCORE_CUDASIM_SABOTAGE") == "1":
     nowcast._mlp_row = numba.njit(lambda x, n, w1, b1, w2, b2: 0.0)
@@ -37,6 +41,7 @@ dtypes = pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name
 sizes = pytest.mark.parametrize("n", SIZES, ids=lambda n: f"n{n}")
 
 
+@pytest.mark.skipif(not numba.config.ENABLE_CUDASIM, reason="on a real GPU: no simulator")
 def test_kernels_are_simulator_kernels():
     """The twins that run below are the simulator's kernels, not a host fallback."""
     from numba.cuda.simulator.kernel import FakeCUDAKernel
