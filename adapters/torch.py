@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import warnings
 from collections.abc import Callable
@@ -38,6 +39,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
     raise ImportError(msg) from exc
 
 from hpcore.adapters._dlpack import engine_view
+from hpcore.checkpoint import CheckpointingTrainer, register_codec
 from hpcore.config import HybridTrainerConfig
 from hpcore.engine import HybridEngine
 from hpcore.port import FullStepOutput
@@ -46,6 +48,10 @@ from hpcore.types import Phase, StepResult, TrainingStatistics
 __all__ = ["HybridTrainer", "TorchPort"]
 
 LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
+
+# Parameter dtypes a flat buffer may hold; half precision gets a float32 master copy.
+_PARAM_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+_AUTOCAST_DTYPES = (torch.bfloat16, torch.float16)
 
 
 def _check_loss(value: Any, where: str) -> torch.Tensor:
@@ -96,10 +102,10 @@ def _check_layout(names: list[str], params: list[torch.nn.Parameter]) -> None:
                 f"{name!r} on {p.device}; move the model to one device before wrapping it"
             )
             raise ValueError(msg)
-    if first.dtype != torch.float32:
+    if first.dtype not in _PARAM_DTYPES:
         msg = (
-            f"parameter {first_name!r} is {first.dtype}; the hybrid trainer needs float32 "
-            "parameters (call model.float(); use autocast for mixed precision)"
+            f"parameter {first_name!r} is {first.dtype}; the hybrid trainer takes float32, "
+            "bfloat16 or float16 parameters (call model.float(), or model.to(torch.bfloat16))"
         )
         raise ValueError(msg)
     if first.device.type not in ("cpu", "cuda"):
@@ -115,6 +121,8 @@ class TorchPort:
         optimizer: any ``torch.optim.Optimizer`` over (a subset of) those parameters.
         loss_fn: ``(model, batch) -> scalar tensor``.
         scheduler: optional learning-rate scheduler, stepped once per training step.
+        autocast: ``torch.bfloat16`` or ``torch.float16`` runs ``loss_fn`` under
+            ``torch.autocast`` (full steps and probes alike); ``None`` runs it as is.
     """
 
     forward_costs_backward = False
@@ -125,6 +133,7 @@ class TorchPort:
         optimizer: torch.optim.Optimizer,
         loss_fn: LossFn,
         scheduler: Any = None,
+        autocast: torch.dtype | None = None,
     ) -> None:
         names, params = _trainable_parameters(model)
         _check_layout(names, params)
@@ -145,11 +154,14 @@ class TorchPort:
         self.names = names
         self.params = params
         device = params[0].device
+        dtype = params[0].dtype
+        self.autocast = autocast
         sizes = [p.numel() for p in params]
+        self.group_offsets = [0, *itertools.accumulate(sizes)]
         total = sum(sizes)
         with torch.no_grad():
-            self.flat = torch.empty(total, dtype=torch.float32, device=device)
-            self.flat_grad = torch.zeros(total, dtype=torch.float32, device=device)
+            self.flat = torch.empty(total, dtype=dtype, device=device)
+            self.flat_grad = torch.zeros(total, dtype=dtype, device=device)
             self._grad_views: list[torch.Tensor] = []
             offset = 0
             # Optimizer state is keyed by the parameter objects, which keep their identity:
@@ -161,7 +173,11 @@ class TorchPort:
                 self._grad_views.append(self.flat_grad[offset : offset + n].view(p.shape))
                 offset += n
         self._data_ptrs = [p.data_ptr() for p in params]
-        self._theta = engine_view(self.flat, device_kind=device.type)
+        # Half-precision parameters: the engine moves a float32 master copy, synchronised
+        # after every full step and pushed back (rounded) by commit_params.
+        self.master = self.flat.float() if dtype != torch.float32 else None
+        self._theta = engine_view(self.master if self.master is not None else self.flat,
+                                  device_kind=device.type)
         self._buffers = [b for b in model.buffers()]
 
     # ------------------------------------------------------------------ port
@@ -183,10 +199,16 @@ class TorchPort:
             if p.grad is not g:
                 p.grad = g
 
+    def _loss(self, batch: Any) -> torch.Tensor:
+        if self.autocast is None:
+            return _check_loss(self.loss_fn(self.model, batch), "loss_fn")
+        with torch.autocast(device_type=self.flat.device.type, dtype=self.autocast):
+            return _check_loss(self.loss_fn(self.model, batch), "loss_fn")
+
     def full_step(self, batch: Any) -> FullStepOutput:
         self._attach_grads()
         with torch.enable_grad():
-            loss = _check_loss(self.loss_fn(self.model, batch), "loss_fn")
+            loss = self._loss(batch)
             if not loss.requires_grad:
                 msg = (
                     "loss_fn returned a tensor that does not require grad: it does not depend "
@@ -202,13 +224,16 @@ class TorchPort:
                 else:
                     g.copy_(p.grad)
                 p.grad = g
-        grad_norm = float(torch.linalg.vector_norm(self.flat_grad))
+        grad_norm = float(torch.linalg.vector_norm(self.flat_grad, dtype=torch.float32))
         if math.isfinite(loss_value) and math.isfinite(grad_norm):
             self.optimizer.step()
             if self.scheduler is not None:
                 self.scheduler.step()
         else:  # never feed a non-finite gradient to the optimizer; the schedule still advances
             self._step_scheduler_alone()
+        if self.master is not None:
+            with torch.no_grad():
+                self.master.copy_(self.flat)
         return FullStepOutput(loss_value, grad_norm)
 
     def forward_loss(self, batch: Any) -> float:
@@ -217,8 +242,7 @@ class TorchPort:
         saved = [b.clone() for b in self._buffers] if self.model.training else None
         try:
             with torch.no_grad():
-                loss = _check_loss(self.loss_fn(self.model, batch), "loss_fn")
-                return float(loss)
+                return float(self._loss(batch))
         finally:
             if saved is not None:
                 with torch.no_grad():
@@ -226,7 +250,9 @@ class TorchPort:
                         b.copy_(s)
 
     def commit_params(self) -> None:
-        return None  # the engine writes the parameters' own memory
+        if self.master is not None:  # float32 master -> half-precision parameters
+            with torch.no_grad():
+                self.flat.copy_(self.master)
 
     def optimizer_state(self) -> dict[str, Any]:
         return copy.deepcopy(self.optimizer.state_dict())
@@ -256,7 +282,33 @@ class TorchPort:
         return float(t) / dist.get_world_size()
 
 
-class HybridTrainer:
+def _tensor_to_numpy(t: torch.Tensor) -> tuple[Any, str]:
+    t = t.detach().cpu()
+    if t.dtype == torch.bfloat16:  # NumPy has no bfloat16: keep the bits
+        return t.view(torch.int16).numpy(), "bfloat16"
+    return t.numpy(), str(t.dtype).removeprefix("torch.")
+
+
+def _tensor_from_numpy(a: Any, tag: str) -> torch.Tensor:
+    t = torch.from_numpy(a.copy())
+    return t.view(torch.bfloat16) if tag == "bfloat16" else t
+
+
+register_codec("torch", lambda x: isinstance(x, torch.Tensor), _tensor_to_numpy, _tensor_from_numpy)
+
+
+def _to_device(tree: Any, device: torch.device) -> Any:
+    """``tree`` with every tensor moved to ``device`` (a probe batch read from disk)."""
+    if isinstance(tree, torch.Tensor):
+        return tree.to(device)
+    if isinstance(tree, dict):
+        return {k: _to_device(v, device) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_to_device(v, device) for v in tree)
+    return tree
+
+
+class HybridTrainer(CheckpointingTrainer):
     """Hybrid trainer for a PyTorch model: some steps are predicted instead of computed.
 
     Args:
@@ -269,6 +321,10 @@ class HybridTrainer:
         config: the engine's configuration (defaults when omitted).
         scheduler: optional learning-rate scheduler, stepped on every step, predicted ones
             included, so a schedule keeps its meaning in steps.
+        autocast: ``torch.bfloat16`` or ``torch.float16`` to run ``loss_fn`` under
+            ``torch.autocast`` (mixed precision); predicted updates are always applied in
+            float32, to a float32 master copy when the parameters themselves are half
+            precision.
 
     Raises:
         ValueError: no trainable parameters, mixed dtypes or devices, non-float32
@@ -284,7 +340,11 @@ class HybridTrainer:
         loss_fn: LossFn,
         config: HybridTrainerConfig | None = None,
         scheduler: Any = None,
+        autocast: torch.dtype | None = None,
     ) -> None:
+        if autocast is not None and autocast not in _AUTOCAST_DTYPES:
+            msg = f"autocast must be torch.bfloat16, torch.float16 or None (got {autocast!r})"
+            raise ValueError(msg)
         if not isinstance(model, torch.nn.Module):
             msg = f"model must be a torch.nn.Module (got {type(model).__name__})"
             raise ValueError(msg)
@@ -306,7 +366,7 @@ class HybridTrainer:
                 raise ValueError(msg)
         if config is None:
             config = HybridTrainerConfig()
-        self._port = TorchPort(model, optimizer, loss_fn, scheduler)
+        self._port = TorchPort(model, optimizer, loss_fn, scheduler, autocast)
         self._engine = HybridEngine(self._port, config)
 
     @property
@@ -341,7 +401,9 @@ class HybridTrainer:
 
     def step(self, batch: Any) -> StepResult:
         """One training step on ``batch`` (a predicted step does not use it)."""
-        return self._engine.step(batch)
+        result = self._engine.step(batch)
+        self._after_step()
+        return result
 
     def statistics(self) -> TrainingStatistics:
         """Counters of the run so far."""
@@ -359,3 +421,29 @@ class HybridTrainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the engine's state from :meth:`state_dict`."""
         self._engine.load_state_dict(state)
+
+    def _checkpoint_state(self) -> dict[str, Any]:
+        """What a checkpoint file holds: the engine's state and the model's, optimizer's
+        and scheduler's state dicts (resuming needs all four)."""
+        sched = self._port.scheduler
+        return {
+            "engine": self._engine.state_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if sched is None else sched.state_dict(),
+            "master": None if self._port.master is None else self._port.master.clone(),
+        }
+
+    def _load_checkpoint_state(self, state: dict[str, Any]) -> None:
+        device = self._port.flat.device
+        engine = dict(state["engine"])
+        engine["probe"] = _to_device(engine["probe"], device)
+        self.model.load_state_dict(state["model"])  # copies into the flat buffer's views
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self._port.scheduler is not None and state["scheduler"] is not None:
+            self._port.scheduler.load_state_dict(state["scheduler"])
+        self._engine.load_state_dict(engine)
+        if self._port.master is not None:
+            with torch.no_grad():
+                self._port.master.copy_(state["master"] if state.get("master") is not None
+                                        else self._port.flat)

@@ -41,8 +41,10 @@ _META = "__meta__"
 _NAME = re.compile(r"^ckpt-(\d{9})\.npz$")
 
 # Extra leaf types (framework tensors): name -> (is_instance, to_numpy, from_numpy).
-_CODECS: dict[str, tuple[Callable[[Any], bool], Callable[[Any], np.ndarray],
-                         Callable[[np.ndarray], Any]]] = {}
+# ``to_numpy(x)`` returns ``(array, tag)``; ``from_numpy(array, tag)`` rebuilds the leaf (the
+# tag carries what NumPy cannot, e.g. bfloat16).
+_CODECS: dict[str, tuple[Callable[[Any], bool], Callable[[Any], tuple[np.ndarray, str]],
+                         Callable[[np.ndarray, str], Any]]] = {}
 
 
 class CheckpointError(ValueError):
@@ -50,8 +52,8 @@ class CheckpointError(ValueError):
 
 
 def register_codec(name: str, is_instance: Callable[[Any], bool],
-                   to_numpy: Callable[[Any], np.ndarray],
-                   from_numpy: Callable[[np.ndarray], Any]) -> None:
+                   to_numpy: Callable[[Any], tuple[np.ndarray, str]],
+                   from_numpy: Callable[[np.ndarray, str], Any]) -> None:
     """Teach the encoder a leaf type (adapters register their framework's tensors)."""
     _CODECS[name] = (is_instance, to_numpy, from_numpy)
 
@@ -70,7 +72,7 @@ def encode_tree(tree: Any) -> tuple[Any, dict[str, np.ndarray]]:
             return v if np.isfinite(v) else {"__float__": repr(v)}
         if isinstance(x, np.ndarray):
             key = f"a{len(arrays)}"
-            arrays[key] = np.ascontiguousarray(x)
+            arrays[key] = np.asarray(x, order="C")  # keeps 0-d arrays 0-d
             return {"__array__": key}
         if isinstance(x, dict):
             if not all(isinstance(k, str) for k in x):
@@ -83,8 +85,9 @@ def encode_tree(tree: Any) -> tuple[Any, dict[str, np.ndarray]]:
         for name, (is_inst, to_np, _) in _CODECS.items():
             if is_inst(x):
                 key = f"a{len(arrays)}"
-                arrays[key] = np.ascontiguousarray(to_np(x))
-                return {"__codec__": name, "key": key}
+                array, tag = to_np(x)
+                arrays[key] = np.asarray(array, order="C")
+                return {"__codec__": name, "key": key, "tag": tag}
         msg = (f"cannot checkpoint {where} of type {type(x).__name__}: only arrays, numbers, "
                f"strings, None, lists, tuples and dicts (and registered tensor types)")
         raise TypeError(msg)
@@ -113,7 +116,7 @@ def decode_tree(skeleton: Any, arrays: dict[str, np.ndarray]) -> Any:
         if name not in _CODECS:
             msg = f"checkpoint holds {name!r} tensors; import the adapter that reads them first"
             raise CheckpointError(msg)
-        return _CODECS[name][2](arrays[skeleton["key"]])
+        return _CODECS[name][2](arrays[skeleton["key"]], skeleton["tag"])
     msg = f"unknown checkpoint node {sorted(skeleton)!r}"
     raise CheckpointError(msg)
 
@@ -224,14 +227,15 @@ def step_path(folder: str | Path, step: int) -> Path:
 class CheckpointingTrainer:
     """Mixin of the adapters' ``HybridTrainer``: checkpoints of ``state_dict()`` on disk.
 
-    The class using it provides ``state_dict()``, ``load_state_dict(state)``, ``engine`` and
-    ``current_step``; it calls :meth:`_after_step` at the end of ``step``.
+    The class using it provides ``_checkpoint_state()`` (a dict with an ``"engine"`` entry),
+    ``_load_checkpoint_state(state)``, ``engine`` and ``current_step``; it calls
+    :meth:`_after_step` at the end of ``step``.
     """
 
-    def state_dict(self) -> dict[str, Any]:  # pragma: no cover - provided by the adapter
+    def _checkpoint_state(self) -> dict[str, Any]:  # pragma: no cover - adapter provides
         raise NotImplementedError
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:  # pragma: no cover
+    def _load_checkpoint_state(self, state: dict[str, Any]) -> None:  # pragma: no cover
         raise NotImplementedError
 
     def save_checkpoint(self, path: str | Path | None = None) -> Path:
@@ -241,7 +245,7 @@ class CheckpointingTrainer:
         ``keep_last_n`` of them are kept.
         """
         cfg = self.engine.config.checkpoint
-        state = self.state_dict()
+        state = self._checkpoint_state()
         if not cfg.include_predictor:
             state["engine"]["predictor"] = None
         if path is None:
@@ -266,7 +270,7 @@ class CheckpointingTrainer:
             state = read_checkpoint(path)
         if state.get("engine", {}).get("predictor", {}) is None:
             state["engine"]["predictor"] = self.engine.predictor.state_dict()
-        self.load_state_dict(state)
+        self._load_checkpoint_state(state)
         return path
 
     def _after_step(self) -> None:

@@ -137,3 +137,9 @@ class TestTrainerCheckpoints:
         with np.load(p, allow_pickle=False) as z:
             for k in z.files:
                 assert z[k].dtype != object
+
+
+def test_zero_dim_arrays_keep_their_shape(tmp_path):
+    """A 0-d array (an optimizer's step count) comes back 0-d."""
+    back = read_checkpoint(write_checkpoint(tmp_path / "t.npz", {"step": np.array(3.0)}))
+    assert back["step"].shape == ()
