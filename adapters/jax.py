@@ -40,6 +40,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without jax
 
 import numpy as np
 
+from hpcore.checkpoint import CheckpointingTrainer
 from hpcore.config import HybridTrainerConfig
 from hpcore.engine import HybridEngine
 from hpcore.port import FullStepOutput
@@ -191,7 +192,21 @@ class JaxPort:
         return x  # single process (multi-host JAX is not supported yet)
 
 
-class HybridTrainer:
+def _leaves(tree: Any) -> list[np.ndarray]:
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
+
+
+def _rebuild(like: Any, leaves: list[np.ndarray], what: str) -> Any:
+    """A pytree shaped like ``like`` from saved leaves; shapes checked first."""
+    old = jax.tree_util.tree_leaves(like)
+    if len(old) != len(leaves) or any(np.shape(a) != np.shape(b) for a, b in zip(old, leaves, strict=False)):
+        msg = f"checkpoint {what} does not match this trainer's (was the optimizer or model changed?)"
+        raise ValueError(msg)
+    treedef = jax.tree_util.tree_structure(like)
+    return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in leaves])
+
+
+class HybridTrainer(CheckpointingTrainer):
     """Hybrid trainer for a JAX model: some steps are predicted instead of computed.
 
     Args:
@@ -250,7 +265,9 @@ class HybridTrainer:
 
     def step(self, batch: Any) -> StepResult:
         """One training step on ``batch`` (a predicted step does not use it)."""
-        return self._engine.step(batch)
+        result = self._engine.step(batch)
+        self._after_step()
+        return result
 
     def statistics(self) -> TrainingStatistics:
         """Counters of the run so far."""
@@ -268,3 +285,26 @@ class HybridTrainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the engine's state from :meth:`state_dict`."""
         self._engine.load_state_dict(state)
+
+    def _checkpoint_state(self) -> dict[str, Any]:
+        """Engine, parameters and optax state; pytrees are stored as their leaves."""
+        engine = self._engine.state_dict()
+        engine["saved_optimizer_state"] = _leaves(engine["saved_optimizer_state"])
+        engine["probe"] = jax.tree_util.tree_map(np.asarray, engine["probe"])
+        port = self._port
+        return {"engine": engine, "params": port.buffer.copy(),
+                "opt_state": _leaves(port.opt_state)}
+
+    def _load_checkpoint_state(self, state: dict[str, Any]) -> None:
+        port = self._port
+        if np.shape(state["params"]) != port.buffer.shape:
+            msg = f"checkpoint holds {np.shape(state['params'])} parameters, this model {port.buffer.shape}"
+            raise ValueError(msg)
+        opt_state = _rebuild(port.opt_state, state["opt_state"], "optimizer state")
+        engine = dict(state["engine"])
+        engine["saved_optimizer_state"] = _rebuild(port.opt_state, engine["saved_optimizer_state"],
+                                                   "saved optimizer state")
+        self._engine.load_state_dict(engine)
+        port.opt_state = opt_state
+        port.buffer[...] = state["params"]
+        port.commit_params()

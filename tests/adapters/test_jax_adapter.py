@@ -282,3 +282,44 @@ class TestReadmeQuickStart:
                              cwd=tmp_path, timeout=300, env=env)
         assert out.returncode == 0, out.stderr
         assert "steps predicted" in out.stdout
+
+
+def test_checkpoint_resume_is_bit_identical(tmp_path):
+    """Params, optax state and engine saved mid-run continue identically in a new trainer."""
+    import logging
+
+    import structlog
+
+    from hpcore import HybridTrainerConfig
+    from hpcore.adapters.jax import HybridTrainer as JaxTrainer
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=(64, 4)).astype(np.float32)
+    ys = xs @ np.arange(1.0, 5.0, dtype=np.float32)
+
+    def loss_fn(p, batch):
+        x, y = batch
+        return jnp.mean((x @ p["w"] + p["b"] - y) ** 2)
+
+    cfg = HybridTrainerConfig(warmup_steps=20, full_steps=20, max_predict_steps=20,
+                              correct_steps=10)
+
+    def make():
+        return JaxTrainer({"w": jnp.zeros(4), "b": jnp.zeros(())}, optax.adam(0.05), loss_fn, cfg)
+
+    def batch(i):
+        idx = np.random.default_rng(i).integers(0, 64, size=8)
+        return xs[idx], ys[idx]
+
+    a = make()
+    for i in range(90):
+        a.step(batch(i))
+    ckpt = a.save_checkpoint(tmp_path / "j.npz")
+    b = make()
+    b.load_checkpoint(ckpt)
+    for i in range(90, 200):
+        a.step(batch(i))
+        b.step(batch(i))
+    np.testing.assert_array_equal(a.engine.theta, b.engine.theta)
+    assert a.statistics().predicted_steps == b.statistics().predicted_steps > 0
