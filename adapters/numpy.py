@@ -219,6 +219,9 @@ class HybridTrainer(CheckpointingTrainer):
         self._port.optimizer.load_state_dict(state["optimizer"])
         self.params[...] = params
 
+    _checkpoint_state = state_dict
+    _load_checkpoint_state = load_state_dict
+
     def statistics(self) -> TrainingStatistics:
         """Counters of the run so far."""
         return self._engine.statistics()
