@@ -105,7 +105,7 @@ def _main_job(args: argparse.Namespace) -> int:
         return 2
     steps = args.steps or MAIN_STEPS
     started = time.time()
-    warm_up_engine()
+    warm_up_engine(task.build(seed=args.seed, lr=1e-3, steps=steps).get_flat().size)
     n_sweep = 0 if args.lr is not None else len(task.lr_grid)
     bar = tqdm(total=(n_sweep + 2) * steps, unit="step", disable=args.quiet,
                desc="tuning lr" if n_sweep else "baseline")
@@ -154,7 +154,7 @@ def _suite(args: argparse.Namespace) -> int:
     from hpcore.bench.report import write_json
     from hpcore.bench.runner import warm_up_engine
     from hpcore.bench.suite import markdown_table, run_suite, total_steps
-    from hpcore.bench.workloads import WORKLOADS
+    from hpcore.bench.workloads import WORKLOADS, get_task
 
     names = [w.strip() for w in args.workloads.split(",") if w.strip()]
     unknown = [w for w in names if w not in WORKLOADS]
@@ -166,7 +166,9 @@ def _suite(args: argparse.Namespace) -> int:
         print("hpcore bench: --seeds must be >= 1", file=sys.stderr)
         return 2
     started = time.time()
-    warm_up_engine()
+    for name in names:
+        warm_up_engine(get_task(name, WORKLOADS[name].optimizers[0])
+                       .build(seed=0, lr=1e-3, steps=100).get_flat().size)
     bar = tqdm(total=total_steps(names, seeds=args.seeds, steps=args.steps), unit="step",
                disable=args.quiet)
     suite = run_suite(names, seeds=args.seeds, steps=args.steps,

@@ -374,7 +374,9 @@ class HybridEngine:
         if undisturbed and (worst is None or worst.level < Level.WARNING):
             self.trend.add(self.trajectory_steps, loss)
             self.encoder.observe(loss, grad_norm, update.norm, update.cosine)
-            if self.history.clock % self.config.snapshot_interval == 0:
+            if self.trajectory_steps - self._saved_traj >= self.config.full_steps:
+                # Refresh the fallback of a critical event about once per Full phase: a copy
+                # of the optimizer state can cost more than a training step.
                 self._save_good_state()
         self._left -= 1
         if self._left <= 0:

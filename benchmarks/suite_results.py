@@ -1,0 +1,54 @@
+"""Copy a finished suite run into benchmarks/RESULTS.md and the README's benchmarks section.
+
+Usage (after ``hpcore bench --suite --out benchmarks/results``)::
+
+    python benchmarks/suite_results.py [benchmarks/results]
+
+Numbers come only from the run's ``suite.md`` (written by ``hpcore bench --suite``); nothing
+here computes or edits a number.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+START, END = "<!-- section:benchmarks -->", "<!-- section:end -->"
+MACHINE = "2-core CPU VM, no GPU"
+
+INTRO = """\
+`hpcore bench --suite` measures time-to-target (DESIGN section 8): for each workload, optimizer
+(SGD with momentum 0.9, Adam) and schedule (constant, cosine), the plain loop's learning rate is
+tuned by a sweep on seed 0 at the full step budget; then, for each of 3 seeds, the tuned
+baseline, the hybrid trainer (default `HybridTrainerConfig()`), Lookahead (k=5, alpha=0.5) and
+raw-update extrapolation (the engine with `snapshot_interval=1, snapshot_ema=None,
+LinearConfig(window=2), history_size=2`: DESIGN 5's floor) run from the same initial point on
+the same batches. Step budgets are small so that the whole suite fits in about half an hour on
+a 2-core CPU: 600 steps (MNIST MLP), 400 (MNIST CNN, Shakespeare transformer), 800 (JAX digits
+MLP), 1,000 (NumPy breast-cancer softmax regression). With the default config the first jump
+comes after 200 steps, so these budgets leave room for one to four jumps per run.
+"""
+
+
+def main(argv: list[str]) -> int:
+    results = Path(argv[1]) if len(argv) > 1 else ROOT / "benchmarks" / "results"
+    suite_md = (results / "suite.md").read_text().strip()
+    header, _, table = suite_md.partition("\n\n")
+    body = (f"{INTRO}\nMachine: {MACHINE}. {header}\n\n{table}\n\n"
+            f"Raw numbers (every seed): `{(results / 'suite.json').relative_to(ROOT)}`.\n")
+    (ROOT / "benchmarks" / "RESULTS.md").write_text("# Benchmark results\n\n" + body)
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    if START in text and END in text.split(START, 1)[1]:
+        before, rest = text.split(START, 1)
+        after = rest.split(END, 1)[1]
+        readme.write_text(f"{before}{START}\n## Benchmarks\n\n{body}\n{END}{after}")
+        print(f"wrote {ROOT / 'benchmarks' / 'RESULTS.md'} and the README section")
+    else:
+        print("README has no benchmarks markers; wrote benchmarks/RESULTS.md only")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))

@@ -1,0 +1,68 @@
+"""``hpcore bench`` end to end on tiny step budgets: table, JSON, PNG, suite Markdown."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hpcore import cli
+from hpcore.bench import workloads
+
+pytest.importorskip("sklearn", reason="the digits and breast-cancer data ship with scikit-learn")
+pytest.importorskip("matplotlib", reason="the plot needs matplotlib (bench extra)")
+pytest.importorskip("tqdm", reason="the progress bar needs tqdm (bench extra)")
+
+
+class TestMainJob:
+    def test_numpy_workload_writes_json_and_png(self, tmp_path, capsys):
+        """--steps 60 on the NumPy workload: exit 0, a table, a JSON with both curves, a PNG."""
+        rc = cli.main(["bench", "--workload", "numpy-mlp-digits", "--steps", "60",
+                       "--out", str(tmp_path), "--quiet"])
+        assert rc == 0
+        out = capsys.readouterr().out
+        assert "baseline" in out and "hybrid" in out and "time-to-target" in out
+        assert "engine overhead" in out
+        js = tmp_path / "numpy-mlp-digits-sgd-constant-seed0.json"
+        png = tmp_path / "numpy-mlp-digits-sgd-constant-seed0.png"
+        assert png.stat().st_size > 0
+        payload = json.loads(js.read_text())
+        assert set(payload["curves"]) == {"baseline", "hybrid"}
+        assert payload["steps"] == 60
+        assert float(payload["lr"]) in (0.01, 0.02, 0.05, 0.1, 0.2)  # the sweep picked one
+        assert {r["run"] for r in payload["rows"]} == {"baseline", "hybrid"}
+        assert "overhead_pct" in payload["rows"][1]
+
+    def test_falls_back_to_numpy_without_torch(self, tmp_path, capsys, monkeypatch):
+        """Without PyTorch the default workload is the NumPy MLP, and the user is told."""
+        monkeypatch.setattr(workloads, "torch_available", lambda: False)
+        rc = cli.main(["bench", "--steps", "50", "--lr", "0.05", "--out", str(tmp_path),
+                       "--quiet"])
+        assert rc == 0
+        err = capsys.readouterr().err
+        assert "PyTorch is not installed; running the NumPy MLP on digits" in err
+        assert (tmp_path / "numpy-mlp-digits-sgd-constant-seed0.json").exists()
+
+    def test_rejects_tiny_budget(self, tmp_path, capsys):
+        """--steps below 50 is refused with exit code 2."""
+        assert cli.main(["bench", "--steps", "10", "--out", str(tmp_path)]) == 2
+        assert "--steps must be >= 50" in capsys.readouterr().err
+
+
+class TestSuite:
+    def test_numpy_suite_writes_markdown(self, tmp_path, capsys):
+        """--suite on one NumPy workload, 1 seed, 50 steps: a Markdown row per method."""
+        rc = cli.main(["bench", "--suite", "--workloads", "numpy-softmax-breastcancer",
+                       "--steps", "50", "--seeds", "1", "--out", str(tmp_path), "--quiet"])
+        assert rc == 0
+        md = (tmp_path / "suite.md").read_text()
+        for method in ("hybrid", "lookahead", "extrapolation"):
+            assert f"| numpy-softmax-breastcancer | adam | cosine | {method} |" in md
+        assert "command: `hpcore bench --suite" in md
+        suite = json.loads((tmp_path / "suite.json").read_text())
+        assert len(suite["results"]) == 2 * 2 * 3  # optimizers x schedules x methods
+
+    def test_unknown_workload(self, tmp_path, capsys):
+        """An unknown workload name is refused, listing the known ones."""
+        assert cli.main(["bench", "--suite", "--workloads", "nope", "--out", str(tmp_path)]) == 2
+        assert "unknown workload(s) nope; known: numpy-mlp-digits" in capsys.readouterr().err

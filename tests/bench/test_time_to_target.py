@@ -1,0 +1,95 @@
+"""time_to_target and first_reach on hand-made curves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hpcore.bench.runner import Curve, first_reach, time_to_target
+from hpcore.bench.suite import seed_result, summarise, verdict
+
+
+def curve(label, loss, wall, backward, stats=None, overhead=0.0):
+    n = len(loss)
+    steps = np.arange(n, dtype=np.float64) * 10
+    return Curve(label, steps, np.asarray(wall, float), np.asarray(backward, float),
+                 np.asarray(loss, float), np.full(n, 0.5), [], stats, overhead)
+
+
+BASE = curve("baseline", [2.0, 1.0, 0.6, 0.5], [0.0, 1.0, 2.0, 3.0], [0, 10, 20, 30])
+
+
+class TestFirstReach:
+    def test_first_point_at_or_below(self):
+        """The first validation point at or below the target gives (step, wall, backward)."""
+        assert first_reach(BASE, 0.6) == (20.0, 2.0, 20.0)
+
+    def test_not_reached(self):
+        """None when no point gets there."""
+        assert first_reach(BASE, 0.4) is None
+
+
+class TestTimeToTarget:
+    def test_reached(self):
+        """The method reaches 0.5 at 1.5 s with 12 backward passes: 2x wall, 2.5x backward."""
+        other = curve("hybrid", [2.0, 0.9, 0.5, 0.45], [0.0, 0.75, 1.5, 2.25], [0, 8, 12, 20])
+        ttt = time_to_target(BASE, other)
+        assert ttt["target_val_loss"] == 0.5
+        assert ttt["reached"] is True
+        assert ttt["baseline_wall_s"] == 3.0 and ttt["baseline_backward"] == 30.0
+        assert ttt["method_wall_s"] == 1.5 and ttt["method_backward"] == 12.0
+        assert ttt["wall_speedup"] == pytest.approx(2.0)
+        assert ttt["backward_speedup"] == pytest.approx(2.5)
+
+    def test_not_reached(self):
+        """A method that ends above the target has no speed-up."""
+        other = curve("hybrid", [2.0, 0.9, 0.7, 0.55], [0.0, 0.5, 1.0, 1.5], [0, 5, 10, 15])
+        ttt = time_to_target(BASE, other)
+        assert ttt["reached"] is False
+        assert ttt["wall_speedup"] is None and ttt["backward_speedup"] is None
+        assert ttt["method_wall_s"] is None
+
+    def test_baseline_that_dips_below_its_final_loss(self):
+        """The baseline's own time is its first visit to its final loss (overfitting)."""
+        base = curve("baseline", [2.0, 0.4, 0.45, 0.5], [0.0, 1.0, 2.0, 3.0], [0, 10, 20, 30])
+        other = curve("x", [2.0, 0.9, 0.5, 0.5], [0.0, 1.0, 2.0, 3.0], [0, 10, 20, 30])
+        ttt = time_to_target(base, other)
+        assert ttt["baseline_wall_s"] == 1.0
+        assert ttt["wall_speedup"] == pytest.approx(0.5)
+
+    def test_non_finite_baseline(self):
+        """A diverged baseline is refused with advice."""
+        base = curve("baseline", [2.0, np.inf], [0.0, 1.0], [0, 10])
+        with pytest.raises(ValueError, match="tune its learning rate first"):
+            time_to_target(base, base)
+
+
+class TestSuiteMaths:
+    def test_seed_result(self):
+        """Loss difference, predicted share and overhead against the baseline's step time."""
+        stats = {"predicted_steps": 15, "rollbacks": 1, "jumps": 2, "jumps_accepted": 1}
+        other = curve("hybrid", [2.0, 0.9, 0.5, 0.45], [0.0, 0.75, 1.5, 2.25], [0, 8, 12, 20],
+                      stats, overhead=0.3)
+        r = seed_result(BASE, other)
+        assert r["final_loss_vs_baseline_pct"] == pytest.approx(-10.0)
+        assert r["predicted_pct"] == pytest.approx(50.0)  # 15 of 30 steps
+        # 0.3 s over 30 steps = 0.01 s per step; a baseline step is 3 s / 30 = 0.1 s
+        assert r["overhead_pct"] == pytest.approx(10.0)
+        assert r["rollbacks"] == 1
+
+    def test_not_reached_counts_in_the_median(self):
+        """Two of three seeds not reached: the median speed-up is 'not reached' (None)."""
+        rows = [{"reached": ok, "wall_speedup": w, "backward_speedup": w,
+                 "final_loss_vs_baseline_pct": 1.0, "predicted_pct": 10.0, "rollbacks": 0,
+                 "overhead_pct": 5.0}
+                for ok, w in ((True, 3.0), (False, None), (False, None))]
+        s = summarise(rows)
+        assert s["reached"] == 1 and s["wall_speedup"] is None
+        assert verdict(s) == "loses: target not reached"
+
+    def test_slower_is_a_loss(self):
+        """A median speed-up below 1 reads as a loss."""
+        s = {"wall_speedup": 0.8, "final_loss_vs_baseline_pct": -1.0, "predicted_pct": 20.0}
+        assert verdict(s) == "loses: slower"
+        assert verdict({**s, "wall_speedup": 1.3}) == "wins"
+        assert verdict({**s, "wall_speedup": 1.3, "predicted_pct": 0.0}).startswith("never jumped")
