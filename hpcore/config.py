@@ -94,6 +94,7 @@ class MLPConfig:
         learning_rate: Adam step size of the online training.
         window: snapshots per parameter fed to the network (at most ``history_size``).
         train_steps: Adam steps after each snapshot and after each judged jump.
+        batch_size: rows per Adam step, drawn from the replay of sampled coordinates.
         max_lookahead: longest pretraining horizon, in snapshots (earlier window -> the
             snapshot ``k`` intervals later, ``1 <= k <= max_lookahead``).
         replay_size: rows of self-supervised examples kept for training.
@@ -106,7 +107,8 @@ class MLPConfig:
     sample_size: int = attrs.field(default=4096, validator=_int_at_least(1))
     learning_rate: float = attrs.field(default=1e-3, validator=_float_in(0.0, 1.0, lo_open=True))
     window: int = attrs.field(default=6, validator=_int_at_least(3))
-    train_steps: int = attrs.field(default=4, validator=_int_at_least(0))
+    train_steps: int = attrs.field(default=2, validator=_int_at_least(0))
+    batch_size: int = attrs.field(default=512, validator=_int_at_least(1))
     max_lookahead: int = attrs.field(default=10, validator=_int_at_least(1))
     replay_size: int = attrs.field(default=65536, validator=_int_at_least(1))
     jump_share: float = attrs.field(default=0.5, validator=_float_in(0.0, 1.0))
@@ -127,7 +129,8 @@ class RSSMConfig:
         learning_rate: Adam step size of the online training.
         window: snapshots per parameter fed to the GRU (at most ``history_size``).
         bptt: steps the truncated back-propagation through time runs over.
-        train_steps, max_lookahead, replay_size, jump_share, seed: as in :class:`MLPConfig`.
+        train_steps, batch_size, max_lookahead, replay_size, jump_share, seed: as in
+            :class:`MLPConfig`.
         disagreement: a parameter is confident when the members' spread (standard
             deviation) of its forecast is at most this share of their mean forecast; the
             others are left at the averaged point instead of extrapolated.
@@ -141,7 +144,8 @@ class RSSMConfig:
     learning_rate: float = attrs.field(default=1e-3, validator=_float_in(0.0, 1.0, lo_open=True))
     window: int = attrs.field(default=6, validator=_int_at_least(3))
     bptt: int = attrs.field(default=4, validator=_int_at_least(1))
-    train_steps: int = attrs.field(default=4, validator=_int_at_least(0))
+    train_steps: int = attrs.field(default=1, validator=_int_at_least(0))
+    batch_size: int = attrs.field(default=256, validator=_int_at_least(1))
     max_lookahead: int = attrs.field(default=10, validator=_int_at_least(1))
     replay_size: int = attrs.field(default=65536, validator=_int_at_least(1))
     jump_share: float = attrs.field(default=0.5, validator=_float_in(0.0, 1.0))

@@ -17,6 +17,9 @@ BACKENDS = ("numpy", "numba", "cuda", "cupy")
 # Below this many elements the NumPy path wins on a 2-core CPU: the parallel loop's thread
 # start-up costs more than the work (measured: 0.16 ms vs 0.13 ms at 1e5, 1.6 vs 2.7 at 1e6).
 NUMBA_MIN_SIZE = 1 << 19
+# Ops with much work per element (a small network per row) pay for the threads far sooner.
+HEAVY_OPS = frozenset({"mlp_forward", "mlp_backward", "gru_forward", "gru_backward"})
+HEAVY_MIN_SIZE = 1 << 13
 
 _REGISTRY: dict[tuple[str, str], Callable[..., Any]] = {}
 _override: str | None = None
@@ -96,7 +99,8 @@ def _auto_backend(op: str, x: Any) -> str:
                 return b
         msg = f"kernel {op!r} has no GPU twin; move the array to the host first"
         raise RuntimeError(msg)
-    if (op, "numba") in _REGISTRY and getattr(x, "size", 0) >= NUMBA_MIN_SIZE:
+    threshold = HEAVY_MIN_SIZE if op in HEAVY_OPS else NUMBA_MIN_SIZE
+    if (op, "numba") in _REGISTRY and getattr(x, "size", 0) >= threshold:
         return "numba"
     return "numpy"
 
