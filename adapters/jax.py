@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 try:
@@ -40,11 +39,10 @@ except ImportError as exc:  # pragma: no cover - exercised only without jax
 
 import numpy as np
 
-from hpcore.checkpoint import CheckpointingTrainer
 from hpcore.config import HybridTrainerConfig
 from hpcore.engine import HybridEngine
 from hpcore.port import FullStepOutput
-from hpcore.types import Phase, StepResult, TrainingStatistics
+from hpcore.trainer import TrainerBase
 
 __all__ = ["HybridTrainer", "JaxPort"]
 
@@ -206,7 +204,7 @@ def _rebuild(like: Any, leaves: list[np.ndarray], what: str) -> Any:
     return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in leaves])
 
 
-class HybridTrainer(CheckpointingTrainer):
+class HybridTrainer(TrainerBase):
     """Hybrid trainer for a JAX model: some steps are predicted instead of computed.
 
     Args:
@@ -247,35 +245,6 @@ class HybridTrainer(CheckpointingTrainer):
     def opt_state(self) -> Any:
         """The current optax state."""
         return self._port.opt_state
-
-    @property
-    def engine(self) -> HybridEngine:
-        """The phase machine behind this trainer."""
-        return self._engine
-
-    @property
-    def current_step(self) -> int:
-        """Steps taken so far, predicted ones included."""
-        return self._engine.step_count
-
-    @property
-    def current_phase(self) -> Phase:
-        """The phase the next step runs in."""
-        return self._engine.phase
-
-    def step(self, batch: Any) -> StepResult:
-        """One training step on ``batch`` (a predicted step does not use it)."""
-        result = self._engine.step(batch)
-        self._after_step()
-        return result
-
-    def statistics(self) -> TrainingStatistics:
-        """Counters of the run so far."""
-        return self._engine.statistics()
-
-    def export_metrics(self, path: str | Path) -> Path:
-        """Write statistics, config, jumps and divergence events to ``path`` as JSON."""
-        return self._engine.export_metrics(path)
 
     def state_dict(self) -> dict[str, Any]:
         """The engine's own state (phase, history, policy); save ``params`` and

@@ -17,17 +17,15 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hpcore.checkpoint import CheckpointingTrainer
 from hpcore.config import HybridTrainerConfig
 from hpcore.engine import HybridEngine
 from hpcore.optim import FlatOptimizer
 from hpcore.port import FullStepOutput
-from hpcore.types import Phase, StepResult, TrainingStatistics
+from hpcore.trainer import TrainerBase
 
 __all__ = ["HybridTrainer", "NumpyPort"]
 
@@ -110,7 +108,7 @@ class NumpyPort:
         return x
 
 
-class HybridTrainer(CheckpointingTrainer):
+class HybridTrainer(TrainerBase):
     """Hybrid trainer for a NumPy model: ``params`` is trained in place.
 
     Args:
@@ -176,27 +174,6 @@ class HybridTrainer(CheckpointingTrainer):
         """The trained parameter vector (the array passed in, updated in place)."""
         return self._port.params
 
-    @property
-    def engine(self) -> HybridEngine:
-        """The phase machine behind this trainer."""
-        return self._engine
-
-    @property
-    def current_step(self) -> int:
-        """Steps taken so far, predicted ones included."""
-        return self._engine.step_count
-
-    @property
-    def current_phase(self) -> Phase:
-        """The phase the next step runs in."""
-        return self._engine.phase
-
-    def step(self, batch: Any) -> StepResult:
-        """One training step on ``batch`` (a predicted step does not use it)."""
-        result = self._engine.step(batch)
-        self._after_step()
-        return result
-
     def state_dict(self) -> dict[str, Any]:
         """Parameters, optimizer and engine state (copies), for checkpoints and resume."""
         return {
@@ -222,10 +199,3 @@ class HybridTrainer(CheckpointingTrainer):
     _checkpoint_state = state_dict
     _load_checkpoint_state = load_state_dict
 
-    def statistics(self) -> TrainingStatistics:
-        """Counters of the run so far."""
-        return self._engine.statistics()
-
-    def export_metrics(self, path: str | Path) -> Path:
-        """Write statistics, config, jumps and divergence events to ``path`` as JSON."""
-        return self._engine.export_metrics(path)

@@ -26,7 +26,6 @@ import itertools
 import math
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 try:
@@ -39,11 +38,11 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
     raise ImportError(msg) from exc
 
 from hpcore.adapters._dlpack import engine_view
-from hpcore.checkpoint import CheckpointingTrainer, register_codec
+from hpcore.checkpoint import register_codec
 from hpcore.config import HybridTrainerConfig
 from hpcore.engine import HybridEngine
 from hpcore.port import FullStepOutput
-from hpcore.types import Phase, StepResult, TrainingStatistics
+from hpcore.trainer import TrainerBase
 
 __all__ = ["HybridTrainer", "TorchPort"]
 
@@ -308,7 +307,7 @@ def _to_device(tree: Any, device: torch.device) -> Any:
     return tree
 
 
-class HybridTrainer(CheckpointingTrainer):
+class HybridTrainer(TrainerBase):
     """Hybrid trainer for a PyTorch model: some steps are predicted instead of computed.
 
     Args:
@@ -383,35 +382,6 @@ class HybridTrainer(CheckpointingTrainer):
     def flat_params(self) -> torch.Tensor:
         """The flat float32 buffer every trainable parameter is a view of."""
         return self._port.flat
-
-    @property
-    def engine(self) -> HybridEngine:
-        """The phase machine behind this trainer."""
-        return self._engine
-
-    @property
-    def current_step(self) -> int:
-        """Steps taken so far, predicted ones included."""
-        return self._engine.step_count
-
-    @property
-    def current_phase(self) -> Phase:
-        """The phase the next step runs in."""
-        return self._engine.phase
-
-    def step(self, batch: Any) -> StepResult:
-        """One training step on ``batch`` (a predicted step does not use it)."""
-        result = self._engine.step(batch)
-        self._after_step()
-        return result
-
-    def statistics(self) -> TrainingStatistics:
-        """Counters of the run so far."""
-        return self._engine.statistics()
-
-    def export_metrics(self, path: str | Path) -> Path:
-        """Write statistics, config, jumps and divergence events to ``path`` as JSON."""
-        return self._engine.export_metrics(path)
 
     def state_dict(self) -> dict[str, Any]:
         """The engine's own state (phase, history, policy); the model's and optimizer's

@@ -24,7 +24,6 @@ import numpy as np
 
 __all__ = [
     "CheckpointError",
-    "CheckpointingTrainer",
     "checkpoint_files",
     "decode_tree",
     "encode_tree",
@@ -222,58 +221,3 @@ def latest_checkpoint(folder: str | Path) -> tuple[Path, Any]:
 def step_path(folder: str | Path, step: int) -> Path:
     """Where the checkpoint of ``step`` goes in ``folder``."""
     return Path(folder) / f"ckpt-{step:09d}.npz"
-
-
-class CheckpointingTrainer:
-    """Mixin of the adapters' ``HybridTrainer``: checkpoints of ``state_dict()`` on disk.
-
-    The class using it provides ``_checkpoint_state()`` (a dict with an ``"engine"`` entry),
-    ``_load_checkpoint_state(state)``, ``engine`` and ``current_step``; it calls
-    :meth:`_after_step` at the end of ``step``.
-    """
-
-    def _checkpoint_state(self) -> dict[str, Any]:  # pragma: no cover - adapter provides
-        raise NotImplementedError
-
-    def _load_checkpoint_state(self, state: dict[str, Any]) -> None:  # pragma: no cover
-        raise NotImplementedError
-
-    def save_checkpoint(self, path: str | Path | None = None) -> Path:
-        """Write the whole training state to ``path`` (default: the configured folder).
-
-        Without a path the file is ``<directory>/ckpt-<step>.npz`` and only the newest
-        ``keep_last_n`` of them are kept.
-        """
-        cfg = self.engine.config.checkpoint
-        state = self._checkpoint_state()
-        if not cfg.include_predictor:
-            state["engine"]["predictor"] = None
-        if path is None:
-            if cfg.directory is None:
-                msg = "save_checkpoint() needs a path, or a CheckpointConfig(directory=...)"
-                raise ValueError(msg)
-            written = write_checkpoint(step_path(cfg.directory, self.current_step), state)
-            rotate(cfg.directory, cfg.keep_last_n)
-            return written
-        return write_checkpoint(path, state)
-
-    def load_checkpoint(self, path: str | Path) -> Path:
-        """Restore from a checkpoint file, or from the newest readable one in a folder.
-
-        Raises:
-            CheckpointError: nothing readable there; the trainer is unchanged.
-        """
-        path = Path(path)
-        if path.is_dir():
-            path, state = latest_checkpoint(path)
-        else:
-            state = read_checkpoint(path)
-        if state.get("engine", {}).get("predictor", {}) is None:
-            state["engine"]["predictor"] = self.engine.predictor.state_dict()
-        self._load_checkpoint_state(state)
-        return path
-
-    def _after_step(self) -> None:
-        cfg = self.engine.config.checkpoint
-        if cfg.save_interval and self.current_step % cfg.save_interval == 0:
-            self.save_checkpoint()
