@@ -183,6 +183,10 @@ class DivergenceConfig:
             as oscillating (a caution; i.i.d. noise flips about 2/3 of the time).
         gap_zscore: deviations by which a probe loss during a jump may exceed the loss the
             baseline trend predicts for the skipped steps before it is a caution.
+        gap_decay: during a jump the confidence is the predictor's times
+            ``exp(-gap / (gap_zscore * gap_decay))``: a probe ``gap_zscore * gap_decay``
+            deviations above the trend's promise divides it by e. Below
+            ``confidence_threshold`` the jump ends at its best checked point.
     """
 
     critical_zscore: float = attrs.field(default=12.0, validator=_float_in(0.0, 1e9, lo_open=True))
@@ -194,6 +198,7 @@ class DivergenceConfig:
     oscillation_window: int = attrs.field(default=20, validator=_int_at_least(3))
     oscillation_fraction: float = attrs.field(default=0.9, validator=_float_in(0.0, 1.0))
     gap_zscore: float = attrs.field(default=3.0, validator=_float_in(0.0, 1e9, lo_open=True))
+    gap_decay: float = attrs.field(default=3.0, validator=_float_in(0.0, 1e9, lo_open=True))
 
     def __attrs_post_init__(self) -> None:
         if self.grad_critical_ratio < self.grad_explosion_ratio:

@@ -110,11 +110,17 @@ class DivergenceMonitor:
         rise = (loss - reference) / max(abs(reference), 1e-12)
         if rise > self.rollback_tolerance:
             events.append(DivergenceEvent(step, "probe_rise", Level.WARNING, rise))
-        if self.seen >= self.config.min_baseline_steps:
-            gap = (loss - (reference + min(slope, 0.0) * skipped)) / self.spread()
-            if gap > self.config.gap_zscore:
-                events.append(DivergenceEvent(step, "prediction_gap", Level.CAUTION, gap))
+        gap = self.prediction_gap(loss, reference, skipped, slope)
+        if gap > self.config.gap_zscore:
+            events.append(DivergenceEvent(step, "prediction_gap", Level.CAUTION, gap))
         return events
+
+    def prediction_gap(self, loss: float, reference: float, skipped: int, slope: float) -> float:
+        """Baseline deviations by which a probe loss exceeds the trend's promise for the
+        ``skipped`` steps (0 before the baseline is trusted)."""
+        if self.seen < self.config.min_baseline_steps:
+            return 0.0
+        return (loss - (reference + min(slope, 0.0) * skipped)) / self.spread()
 
     def _gradient(self, step: int, grad_norm: float) -> list[DivergenceEvent]:
         if not (math.isfinite(grad_norm) and grad_norm > 0):

@@ -34,8 +34,8 @@ __all__ = ["HybridEngine", "JumpRecord"]
 # Counters and jump-in-progress fields that a state dict carries as plain numbers.
 _SCALAR_STATE = (
     "_left", "step_count", "trajectory_steps", "_horizon", "_k", "_best_k", "_best_loss",
-    "_confidence", "_loss_before", "_jump_start_step", "_saved_traj", "_taken", "_backward",
-    "_forward_only", "_predicted", "_rollbacks", "_jumps", "_jumps_accepted",
+    "_confidence", "_base_confidence", "_loss_before", "_jump_start_step", "_saved_traj",
+    "_taken", "_backward", "_forward_only", "_predicted", "_rollbacks", "_jumps", "_jumps_accepted",
 )
 
 log = structlog.get_logger(__name__)
@@ -162,6 +162,7 @@ class HybridEngine:
         self._best_k = 0
         self._best_loss = math.inf
         self._confidence = 0.0
+        self._base_confidence = 0.0  # the predictor's confidence at the jump's start
         self._probe: Any = None
         self._loss_before = math.nan
         self._jump_start_step = 0
@@ -445,6 +446,7 @@ class HybridEngine:
         self._best_k = 0
         self._best_loss = math.inf
         self._confidence = confidence
+        self._base_confidence = confidence
         self._probe = None
         self._jump_start_step = self.step_count + 1
         self._set_phase(Phase.PREDICT, horizon, reason="jump", arm=arm,
@@ -526,15 +528,24 @@ class HybridEngine:
             return loss, self._end_predict_early(worst)
         if loss <= self._best_loss:
             self._best_k, self._best_loss = self._k, loss
+        # Confidence decays with the recent prediction error (the probe above the trend's
+        # promise); below the threshold the jump ends at its best checked point.
+        gap = self.monitor.prediction_gap(loss, self._loss_before, self._k, self.trend.slope())
+        self._confidence = self._base_confidence * math.exp(
+            -max(gap, 0.0) / (self.config.divergence.gap_zscore * self.config.divergence.gap_decay))
+        if self._confidence < self.config.confidence_threshold and not last:
+            log.info("jump_confidence_low", step=self.step_count, confidence=self._confidence)
+            return loss, self._end_predict_early(None)
         if last:
             self._enter_correct(taken=self._k)
         return loss, False
 
-    def _end_predict_early(self, event: DivergenceEvent) -> bool:
-        """A check went wrong: settle at the best checked point of the path (a line search)."""
+    def _end_predict_early(self, event: DivergenceEvent | None) -> bool:
+        """A check went wrong (or confidence ran out): settle at the best checked point of the
+        path (a line search)."""
         if self._best_k == 0:
-            self._finish_jump(loss_after=None, gained=None, rolled_back=True,
-                              reason=f"probe:{event.signal}")
+            reason = "probe:low_confidence" if event is None else f"probe:{event.signal}"
+            self._finish_jump(loss_after=None, gained=None, rolled_back=True, reason=reason)
             self._set_phase(Phase.FULL, self.config.full_steps, reason="jump_failed")
             return True
         kernels.axpy_path(self.theta, self._saved_theta, self._direction,

@@ -248,3 +248,19 @@ def test_critical_rollback_does_not_loop(quadratic):
     stats = trainer.statistics()
     assert stats.rollbacks < 50
     assert np.all(np.abs(trainer.params - 0.05 * 1499) < 5.0)
+
+
+def test_confidence_decays_with_prediction_error(quadratic):
+    """A probe loss above the trend's promise lowers the confidence until the jump ends."""
+    trainer = make(quadratic, rollback_tolerance=1e6, confidence_threshold=0.9)
+    run_until(trainer, Phase.PREDICT)
+    origin = trainer.params.copy()
+    results = [trainer.step(origin - 1.0)]  # probe behind the start: the jump only hurts it
+    while trainer.current_phase is Phase.PREDICT:
+        results.append(trainer.step(FAR))
+    checked = [r for r in results if r.loss is not None]
+    assert checked[0].confidence < trainer.engine._base_confidence
+    assert checked[-1].confidence < trainer.engine.config.confidence_threshold
+    assert len(results) < trainer.engine.config.max_predict_steps  # ended early
+    assert trainer.engine.jump_records[-1].reason == "probe:low_confidence"
+    np.testing.assert_array_equal(trainer.params, origin)
