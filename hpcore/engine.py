@@ -109,8 +109,8 @@ class HybridEngine:
         config: the validated configuration.
 
     Raises:
-        ValueError: the port's parameters are not a 1-D float32 vector.
-        NotImplementedError: the configured predictor has no implementation yet.
+        ValueError: the port's parameters are not a non-empty 1-D float32 vector, or its
+            parameter groups do not cover it.
     """
 
     def __init__(self, port: TrainingPort, config: HybridTrainerConfig) -> None:
@@ -406,6 +406,7 @@ class HybridEngine:
                               reason=f"critical:{event.signal}")
         else:
             self._restore_saved_state()
+            self.trajectory_steps = self._saved_traj
             self._rollbacks += 1
             self.trend.clear()
             log.warning("rollback", step=self.step_count, reason=event.signal, phase=was.value)
