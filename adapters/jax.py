@@ -149,24 +149,24 @@ class JaxPort:
             loss, grads = jax.value_and_grad(checked)(params, batch)
             updates, new_state = tx.update(grads, opt_state, params)
             new_params = optax.apply_updates(params, updates)
-            return loss, _tree_norm(grads), new_params, new_state
+            # The flat vector comes out of the same compiled call: one dispatch per step.
+            return loss, _tree_norm(grads), new_params, new_state, ravel_pytree(new_params)[0]
 
         self._train_step = jax.jit(train_step)
         self._forward = jax.jit(checked)
-        self._ravel = jax.jit(lambda p: ravel_pytree(p)[0])
         self._unravel_jit = jax.jit(unravel)
 
     def flat_params(self) -> np.ndarray:
         return self.buffer
 
     def full_step(self, batch: Any) -> FullStepOutput:
-        loss, grad_norm, new_params, new_state = self._train_step(
+        loss, grad_norm, new_params, new_state, flat = self._train_step(
             self.params, self.opt_state, batch
         )
         loss, grad_norm = float(loss), float(grad_norm)
         if math.isfinite(loss) and math.isfinite(grad_norm):
             self.params, self.opt_state = new_params, new_state
-            self.buffer[...] = np.asarray(self._ravel(new_params))
+            self.buffer[...] = np.asarray(flat)
         # else: never apply an update from a non-finite gradient (params and state unchanged)
         return FullStepOutput(loss, grad_norm)
 

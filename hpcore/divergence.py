@@ -60,6 +60,7 @@ class DivergenceMonitor:
         self.grad_seen = 0
         self.last_loss = math.nan
         self.signs: deque[int] = deque(maxlen=config.oscillation_window)
+        self.flips = 0  # sign changes between neighbours in ``signs``
         self.oscillating = False
 
     def zscore(self, loss: float) -> float:
@@ -82,6 +83,7 @@ class DivergenceMonitor:
         self.grad_log, self.grad_seen = 0.0, 0
         self.last_loss = math.nan
         self.signs.clear()
+        self.flips = 0
         self.oscillating = False
 
     def full_step(self, step: int, loss: float, grad_norm: float, nonfinite: int, *,
@@ -138,13 +140,18 @@ class DivergenceMonitor:
         return []
 
     def _oscillation(self, step: int, loss: float) -> list[DivergenceEvent]:
-        if math.isfinite(self.last_loss) and loss != self.last_loss:
-            self.signs.append(1 if loss > self.last_loss else -1)
-        self.last_loss = loss
         window = self.signs.maxlen or 0
+        if math.isfinite(self.last_loss) and loss != self.last_loss:
+            sign = 1 if loss > self.last_loss else -1
+            if len(self.signs) == window:  # the oldest pair leaves the window
+                self.flips -= self.signs[0] != self.signs[1]
+            if self.signs:
+                self.flips += self.signs[-1] != sign
+            self.signs.append(sign)
+        self.last_loss = loss
         if len(self.signs) < window:
             return []
-        flips = sum(a != b for a, b in itertools.pairwise(self.signs)) / (window - 1)
+        flips = self.flips / (window - 1)
         was, self.oscillating = self.oscillating, flips >= self.config.oscillation_fraction
         if self.oscillating and not was:  # one event per episode, not per step
             return [DivergenceEvent(step, "loss_oscillation", Level.CAUTION, flips)]
@@ -175,4 +182,5 @@ class DivergenceMonitor:
         self.grad_log, self.last_loss = float(state["grad_log"]), float(state["last_loss"])
         self.signs.clear()
         self.signs.extend(int(x) for x in state["signs"])
+        self.flips = sum(a != b for a, b in itertools.pairwise(self.signs))
         self.oscillating = bool(state["oscillating"])

@@ -21,16 +21,17 @@ FEATURES = ("log_loss", "progress_rate", "loss_spread", "log_grad_norm", "log_up
 class StateEncoder:
     """Running statistics of full steps and their normalised summary.
 
-    State: ``raw`` (6,) EMAs of the features, ``mean`` / ``var`` (6,) of their normalisation,
+    State: ``raw`` the 6 feature EMAs, ``mean`` / ``var`` the 6 of their normalisation,
     ``seen`` the number of full steps absorbed.
     """
 
     def __init__(self, decay: float = 0.95, norm_decay: float = 0.99) -> None:
         self.decay = decay
         self.norm_decay = norm_decay
-        self.raw = np.zeros(len(FEATURES))  # (6,) float64 feature EMAs
-        self.mean = np.zeros(len(FEATURES))  # (6,) float64 running mean of raw
-        self.var = np.ones(len(FEATURES))  # (6,) float64 running variance of raw
+        # Six floats each, kept as lists: per step this is cheaper than small NumPy arrays.
+        self.raw = [0.0] * len(FEATURES)  # feature EMAs
+        self.mean = [0.0] * len(FEATURES)  # running mean of raw
+        self.var = [1.0] * len(FEATURES)  # running variance of raw
         self.loss_ema = math.nan  # fast loss average
         self.loss_slow = math.nan  # slow loss average: slow - fast measures progress
         self.loss_var = 0.0
@@ -48,39 +49,41 @@ class StateEncoder:
         self.loss_slow += a * 0.2 * (loss - self.loss_slow)
         self.loss_var = (1 - a) * (self.loss_var + a * delta * delta)
         level = max(abs(self.loss_ema), 1e-12)
-        x = np.array([
+        x = (
             math.log(level),
             (self.loss_slow - self.loss_ema) / level,
             math.sqrt(self.loss_var) / level,
             math.log(max(grad_norm, 1e-30)) if math.isfinite(grad_norm) else self.raw[3],
             math.log(max(update_norm, 1e-30)),
             cosine,
-        ])
-        self.raw = x if self.seen == 0 else self.raw + a * (x - self.raw)
+        )
         b = 1.0 - self.norm_decay
-        if self.seen == 0:
-            self.mean = self.raw.copy()
-        d = self.raw - self.mean
-        self.mean += b * d
-        self.var = (1 - b) * (self.var + b * d * d)
+        first = self.seen == 0
+        for i, xi in enumerate(x):
+            r = xi if first else self.raw[i] + a * (xi - self.raw[i])
+            m = r if first else self.mean[i]
+            d = r - m
+            self.raw[i] = r
+            self.mean[i] = m + b * d
+            self.var[i] = (1 - b) * (self.var[i] + b * d * d)
         self.seen += 1
 
     def encode(self) -> np.ndarray:
         """The normalised state: (6,) z-scores clipped to [-3, 3] (zeros before any step)."""
         if self.seen == 0:
             return np.zeros(len(FEATURES))
-        z = (self.raw - self.mean) / np.sqrt(self.var + 1e-12)
+        z = (np.array(self.raw) - np.array(self.mean)) / np.sqrt(np.array(self.var) + 1e-12)
         return np.clip(z, -3.0, 3.0)
 
     def state_dict(self) -> dict[str, object]:
-        return {"raw": self.raw.copy(), "mean": self.mean.copy(), "var": self.var.copy(),
+        return {"raw": np.array(self.raw), "mean": np.array(self.mean), "var": np.array(self.var),
                 "loss_ema": self.loss_ema, "loss_slow": self.loss_slow,
                 "loss_var": self.loss_var, "seen": self.seen}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
-        self.raw = np.array(state["raw"], dtype=np.float64)
-        self.mean = np.array(state["mean"], dtype=np.float64)
-        self.var = np.array(state["var"], dtype=np.float64)
+        self.raw = [float(v) for v in state["raw"]]
+        self.mean = [float(v) for v in state["mean"]]
+        self.var = [float(v) for v in state["var"]]
         self.loss_ema = float(state["loss_ema"])
         self.loss_slow = float(state["loss_slow"])
         self.loss_var = float(state["loss_var"])

@@ -607,8 +607,9 @@ class HybridEngine:
 
     def _record(self, event: DivergenceEvent) -> None:
         self._events.append(event)
-        log.warning("divergence", step=event.step, signal=event.signal,
-                    level=event.level.name.lower(), value=event.value)
+        emit = log.warning if event.level >= Level.WARNING else log.info
+        emit("divergence", step=event.step, signal=event.signal,
+             level=event.level.name.lower(), value=event.value)
 
     def _set_phase(self, phase: Phase, length: int, *, reason: str, **extra: Any) -> None:
         log.info("phase_changed", step=self.step_count, frm=self.phase.value, to=phase.value,

@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hpcore import DivergenceConfig, HybridTrainerConfig, Level
 from hpcore.adapters.numpy import HybridTrainer
@@ -99,3 +101,14 @@ def test_gradient_explosion_rolls_back_and_is_exported(quadratic, tmp_path):
     data = json.loads(trainer.export_metrics(tmp_path / "m.json").read_text())
     exported = {(e["signal"], e["level"]) for e in data["divergence_events"]}
     assert exported == {("grad_explosion", "critical"), ("loss_zscore", "critical")}
+
+
+@given(st.lists(st.floats(0.0, 10.0), min_size=0, max_size=60))
+def test_oscillation_count_is_kept_exactly(losses):
+    """The running count of sign flips equals a recount over the window."""
+    import itertools
+
+    m = monitor(oscillation_window=5)
+    for i, x in enumerate(losses):
+        m.full_step(i, x, 1.0, 0, update_baseline=True)
+        assert m.flips == sum(a != b for a, b in itertools.pairwise(m.signs))
