@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -29,3 +34,31 @@ class Quadratic:
 @pytest.fixture
 def quadratic() -> Quadratic:
     return Quadratic()
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_block(marker: str) -> str:
+    """The first ```python block after ``marker`` in the README."""
+    text = README.read_text()
+    assert marker in text, f"README lost its {marker} marker"
+    after = text.split(marker, 1)[1]
+    return after.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.fixture
+def run_readme_block(tmp_path):
+    """Run a README quick start exactly as written, in a fresh interpreter; its stdout."""
+
+    def run(marker: str) -> str:
+        script = tmp_path / "quickstart.py"
+        script.write_text(readme_block(marker))
+        # One thread: on a small shared CI box oversubscribed OpenMP threads spin for seconds.
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                             cwd=tmp_path, timeout=300, env=env)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    return run

@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-
-
-def code_block_after(marker: str) -> str:
-    text = README.read_text()
-    assert marker in text, f"README lost its {marker} marker"
-    after = text.split(marker, 1)[1]
-    return after.split("```python\n", 1)[1].split("```", 1)[0]
 
 
 class TestReadme:
@@ -34,12 +25,8 @@ class TestReadme:
             in ci
         )
 
-    def test_numpy_quick_start_runs(self, tmp_path):
+    def test_numpy_quick_start_runs(self, run_readme_block):
         """The NumPy Quick Start runs exactly as written and predicts steps."""
-        script = tmp_path / "quickstart.py"
-        script.write_text(code_block_after("<!-- quickstart:numpy -->"))
-        out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                             timeout=300, cwd=tmp_path)
-        assert out.returncode == 0, out.stderr
-        predicted = int(out.stdout.split(" predicted steps")[0].split()[-1])
+        out = run_readme_block("<!-- quickstart:numpy -->")
+        predicted = int(out.split(" predicted steps")[0].split()[-1])
         assert predicted > 0

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hpcore.bench.numpy_mlp import batches, load_digits_split
+from hpcore.bench.numpy_mlp import batches, load_digits_split, split_standardised
 
 __all__ = [
     "CharCorpus",
@@ -45,16 +45,6 @@ def package_dir(name: str, pip_hint: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _split(x: np.ndarray, y: np.ndarray, seed: int, test_fraction: float):
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(y))
-    n_test = round(test_fraction * len(y))
-    test, train = order[:n_test], order[n_test:]
-    mean, std = x[train].mean(axis=0), x[train].std(axis=0) + 1e-6
-    x = ((x - mean) / std).astype(np.float32)
-    return x[train], y[train].astype(np.int64), x[test], y[test].astype(np.int64)
-
-
 def load_breast_cancer_split(seed: int = 0, test_fraction: float = 0.25):
     """scikit-learn's bundled breast-cancer data (569 x 30), standardised, split by ``seed``.
 
@@ -63,7 +53,7 @@ def load_breast_cancer_split(seed: int = 0, test_fraction: float = 0.25):
     from sklearn.datasets import load_breast_cancer
 
     x, y = load_breast_cancer(return_X_y=True)
-    return _split(x, y, seed, test_fraction)
+    return split_standardised(x, y, seed, test_fraction)
 
 
 def _read_csv_rows(path: Path, rows: int) -> np.ndarray:

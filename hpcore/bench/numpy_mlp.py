@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-__all__ = ["MLP", "SoftmaxRegression", "batches", "load_digits_split"]
+__all__ = ["MLP", "SoftmaxRegression", "batches", "load_digits_split", "split_standardised"]
 
 
 def load_digits_split(seed: int = 0, test_fraction: float = 0.25):
@@ -20,6 +20,11 @@ def load_digits_split(seed: int = 0, test_fraction: float = 0.25):
     from sklearn.datasets import load_digits
 
     x, y = load_digits(return_X_y=True)
+    return split_standardised(x, y, seed, test_fraction)
+
+
+def split_standardised(x: np.ndarray, y: np.ndarray, seed: int, test_fraction: float):
+    """A reproducible train/test split, inputs standardised on the train part (float32)."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(y))
     n_test = round(test_fraction * len(y))
