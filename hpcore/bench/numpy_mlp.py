@@ -34,6 +34,18 @@ def split_standardised(x: np.ndarray, y: np.ndarray, seed: int, test_fraction: f
     return x[train], y[train].astype(np.int64), x[test], y[test].astype(np.int64)
 
 
+def _xent_and_dlogits(z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean softmax cross-entropy of logits ``z`` against labels ``y``, and its gradient."""
+    z = z - z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    n = len(y)
+    loss = float(-np.log(p[np.arange(n), y] + 1e-12).mean())
+    p[np.arange(n), y] -= 1.0
+    p /= n
+    return loss, p
+
+
 def batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> Iterator[tuple]:
     """Endless shuffled minibatches ``(x, y)``, reshuffled each epoch."""
     rng = np.random.default_rng(seed)
@@ -78,26 +90,14 @@ class MLP:
 
     def loss(self, params: np.ndarray, batch: tuple) -> float:
         """Mean cross-entropy on ``batch = (x, y)``."""
-        x, y = batch
-        z = self.logits(params, x)
-        z = z - z.max(axis=1, keepdims=True)
-        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        return float(-logp[np.arange(len(y)), y].mean())
+        return _xent_and_dlogits(self.logits(params, batch[0]), batch[1])[0]
 
     def loss_and_grad(self, params: np.ndarray, batch: tuple) -> tuple[float, np.ndarray]:
         """Mean cross-entropy and its gradient with respect to ``params`` (float32)."""
         x, y = batch
         w1, b1, w2, b2 = self.unpack(params)
         h = np.tanh(x @ w1 + b1)
-        z = h @ w2 + b2
-        z = z - z.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(axis=1, keepdims=True)
-        n = len(y)
-        loss = float(-np.log(p[np.arange(n), y] + 1e-12).mean())
-        dz = p
-        dz[np.arange(n), y] -= 1.0
-        dz /= n
+        loss, dz = _xent_and_dlogits(h @ w2 + b2, y)
         dh = (dz @ w2.T) * (1.0 - h * h)
         grad = np.concatenate(
             [(x.T @ dh).ravel(), dh.sum(axis=0), (h.T @ dz).ravel(), dz.sum(axis=0)]
@@ -133,24 +133,13 @@ class SoftmaxRegression:
 
     def loss(self, params: np.ndarray, batch: tuple) -> float:
         """Mean cross-entropy on ``batch = (x, y)``."""
-        x, y = batch
-        z = self.logits(params, x)
-        z = z - z.max(axis=1, keepdims=True)
-        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        return float(-logp[np.arange(len(y)), y].mean())
+        return _xent_and_dlogits(self.logits(params, batch[0]), batch[1])[0]
 
     def loss_and_grad(self, params: np.ndarray, batch: tuple) -> tuple[float, np.ndarray]:
         """Mean cross-entropy and its gradient with respect to ``params`` (float32)."""
         x, y = batch
-        z = self.logits(params, x)
-        z = z - z.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(axis=1, keepdims=True)
-        n = len(y)
-        loss = float(-np.log(p[np.arange(n), y] + 1e-12).mean())
-        p[np.arange(n), y] -= 1.0
-        p /= n
-        return loss, np.concatenate([(x.T @ p).ravel(), p.sum(axis=0)]).astype(np.float32)
+        loss, dz = _xent_and_dlogits(self.logits(params, x), y)
+        return loss, np.concatenate([(x.T @ dz).ravel(), dz.sum(axis=0)]).astype(np.float32)
 
     def accuracy(self, params: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
         """Share of ``x`` classified as ``y``."""
