@@ -28,6 +28,7 @@ from hpcore.config import HybridTrainerConfig, LinearConfig
 __all__ = [
     "METHODS",
     "Curve",
+    "at_step",
     "digits_mlp",
     "extrapolation_config",
     "first_reach",
@@ -88,12 +89,17 @@ def run_curve(
     eval_every: int | None = None,
     on_step: Callable[[int], None] | None = None,
     label: str | None = None,
+    run_steps: int | None = None,
+    stop_at: float | None = None,
 ) -> Curve:
     """Train from the seed's initial point and record the validation curve.
 
     ``method`` is one of :data:`METHODS`; left out it is ``"hybrid"`` when ``config`` is given
     and ``"baseline"`` otherwise (``"extrapolation"`` without a config uses
-    :func:`extrapolation_config`).
+    :func:`extrapolation_config`). ``steps`` is the step budget the schedule is laid over;
+    ``run_steps`` (at least ``steps``) lets the run go on past it, and ``stop_at`` ends it at
+    the first validation point past the budget whose loss is at or below that value (a
+    time-to-target run needs no more).
     """
     if method is None:
         method = "hybrid" if config is not None else "baseline"
@@ -122,7 +128,8 @@ def run_curve(
     backward = 0
     loss, acc = run.validate()
     pts.append((0, 0.0, 0, loss, acc))
-    for i in range(1, steps + 1):
+    last = max(run_steps or steps, steps)
+    for i in range(1, last + 1):
         batch = next(data)
         c0 = compile_seconds()
         t0 = time.perf_counter()
@@ -136,13 +143,15 @@ def run_curve(
                 spans[-1] = (spans[-1][0], i)
             else:
                 spans.append((i, i))
-        if i % eval_every == 0 or i == steps:
+        if i % eval_every == 0 or i in (steps, last):
             if trainer is not None:
                 backward = trainer.statistics().backward_passes
             loss, acc = run.validate()
             if not math.isfinite(loss):
                 loss = math.inf
             pts.append((i, wall, backward, loss, acc))
+            if stop_at is not None and i >= steps and loss <= stop_at:
+                break
         if on_step is not None:
             on_step(i)
     arr = np.array(pts, dtype=np.float64)
@@ -187,6 +196,11 @@ def warm_up_engine(size: int = 70_000) -> None:
                             loss_fn=lambda p, _b: 0.5 * float(p @ p))
     for _ in range(60):
         trainer.step(None)
+
+
+def at_step(curve: Curve, step: int) -> int:
+    """Index of the last validation point at or before ``step``."""
+    return max(int(np.searchsorted(curve.steps, step, side="right")) - 1, 0)
 
 
 def first_reach(curve: Curve, target: float) -> tuple[float, float, float] | None:

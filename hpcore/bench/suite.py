@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from hpcore.bench.runner import Curve, run_curve, time_to_target, tune_lr
+from hpcore.bench.runner import Curve, at_step, run_curve, time_to_target, tune_lr
 from hpcore.bench.workloads import WORKLOADS, get_task
 from hpcore.config import HybridTrainerConfig
 
@@ -24,6 +24,9 @@ __all__ = ["SUITE_METHODS", "markdown_table", "run_suite", "seed_result", "summa
 
 SUITE_METHODS = ("hybrid", "lookahead", "extrapolation")
 SCHEDULES = ("constant", "cosine")
+# With a constant learning rate the methods may run on past the baseline's budget to reach its
+# final loss (steps are not the cost, wall-clock is); a cosine schedule ends with the budget.
+OVERRUN = 1.5
 
 
 def seed_result(baseline: Curve, other: Curve) -> dict[str, Any]:
@@ -33,15 +36,17 @@ def seed_result(baseline: Curve, other: Curve) -> dict[str, Any]:
     base_step_s = float(baseline.wall[-1]) / max(int(baseline.steps[-1]), 1)
     s = other.statistics or {}
     base_final = float(baseline.val_loss[-1])
+    i = at_step(other, int(baseline.steps[-1]))  # equal steps: the baseline's budget
     return {
         "wall_speedup": ttt["wall_speedup"],
         "backward_speedup": ttt["backward_speedup"],
         "reached": ttt["reached"],
-        "final_val_loss": float(other.val_loss[-1]),
-        "final_val_acc": float(other.val_acc[-1]),
+        "steps_run": steps,
+        "final_val_loss": float(other.val_loss[i]),
+        "final_val_acc": float(other.val_acc[i]),
         "baseline_val_loss": base_final,
         "baseline_val_acc": float(baseline.val_acc[-1]),
-        "final_loss_vs_baseline_pct": 100.0 * (float(other.val_loss[-1]) / base_final - 1.0),
+        "final_loss_vs_baseline_pct": 100.0 * (float(other.val_loss[i]) / base_final - 1.0),
         "predicted_pct": 100.0 * s.get("predicted_steps", 0) / steps,
         "rollbacks": int(s.get("rollbacks", 0)),
         "jumps": int(s.get("jumps", 0)),
@@ -117,10 +122,12 @@ def run_suite(
                         on_stage(f"{name} {optimizer} {schedule}: seed {seed}")
                     base = run_curve(task, lr=lr, steps=budget, seed=seed, schedule=schedule,
                                      on_step=on_step)
+                    overrun = round(budget * OVERRUN) if schedule == "constant" else budget
                     for m in methods:
                         cfg = config if m == "hybrid" else None
                         c = run_curve(task, lr=lr, steps=budget, seed=seed, schedule=schedule,
-                                      method=m, config=cfg, on_step=on_step)
+                                      method=m, config=cfg, on_step=on_step,
+                                      run_steps=overrun, stop_at=float(base.val_loss[-1]))
                         r = seed_result(base, c)
                         r["seed"] = seed
                         per_method[m].append(r)

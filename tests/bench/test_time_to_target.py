@@ -93,3 +93,32 @@ class TestSuiteMaths:
         assert verdict(s) == "loses: slower"
         assert verdict({**s, "wall_speedup": 1.3}) == "wins"
         assert verdict({**s, "wall_speedup": 1.3, "predicted_pct": 0.0}).startswith("never jumped")
+
+
+class TestOverrun:
+    def test_run_goes_past_the_budget_until_the_target(self):
+        """run_steps lets a method continue past the budget; stop_at ends it once there."""
+        from hpcore.bench.runner import run_curve
+        from hpcore.bench.workloads import get_task
+
+        pytest.importorskip("sklearn", reason="digits ship with scikit-learn")
+        task = get_task("numpy-mlp-digits", "sgd")
+        base = run_curve(task, lr=0.02, steps=100, seed=0, eval_every=25)
+        target = float(base.val_loss[-1])
+        slow = run_curve(task, lr=0.005, steps=100, seed=0, eval_every=25, run_steps=1000,
+                         stop_at=target)
+        assert slow.steps[-1] > 100  # the slower run needed more than the budget
+        assert slow.val_loss[-1] <= target and slow.steps[-1] < 1000
+        assert np.all(slow.val_loss[:-1][slow.steps[:-1] >= 100] > target)
+
+    def test_equal_step_loss_is_read_at_the_budget(self):
+        """seed_result compares final losses at the baseline's budget, not at the overrun."""
+        base = curve("baseline", [2.0, 1.0], [0.0, 1.0], [0, 100])
+        base = Curve("baseline", np.array([0.0, 100.0]), base.wall, base.backward, base.val_loss,
+                     base.val_acc, [], None)
+        other = Curve("hybrid", np.array([0.0, 100.0, 150.0]), np.array([0.0, 0.5, 0.8]),
+                      np.array([0.0, 60.0, 90.0]), np.array([2.0, 1.2, 0.9]),
+                      np.array([0.1, 0.5, 0.6]), [], {"predicted_steps": 50})
+        r = seed_result(base, other)
+        assert r["final_val_loss"] == 1.2 and r["final_loss_vs_baseline_pct"] == pytest.approx(20.0)
+        assert r["reached"] and r["wall_speedup"] == pytest.approx(1.0 / 0.8)
