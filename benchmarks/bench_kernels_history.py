@@ -27,6 +27,9 @@ def _case(op: str, n: int, xp):
     def vec():
         return xp.asarray(rng.standard_normal(n).astype(np.float32))
 
+    if op == "ema_update":
+        theta, ema = vec(), vec()
+        return (lambda: kernels.ema_update(theta, ema, 0.99)), 3 * F32 * n
     if op == "ema_update_stats":
         bufs = [vec() for _ in range(4)]
         return (lambda: kernels.ema_update_stats(*bufs, 0.99)), 7 * F32 * n
@@ -71,7 +74,8 @@ def _sync(backend: str):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("n", SIZES, ids=lambda n: f"n{n:.0e}".replace("+0", ""))
 @pytest.mark.parametrize(
-    "op", ["ema_update_stats", "lincomb", "axpy_path", "copy", "trend_r2", "vector_stats"]
+    "op",
+    ["ema_update", "ema_update_stats", "lincomb", "axpy_path", "copy", "trend_r2", "vector_stats"],
 )
 def test_history_kernel(benchmark, op, n, backend):
     xp = _xp(backend)

@@ -38,7 +38,7 @@ class StateEncoder:
         self.seen = 0
 
     def observe(self, loss: float, grad_norm: float, update_norm: float, cosine: float) -> None:
-        """Absorb one undisturbed full step."""
+        """Absorb one undisturbed full step (``nan`` update statistics keep the last ones)."""
         if not math.isfinite(loss):
             return
         a = 1.0 - self.decay
@@ -54,8 +54,8 @@ class StateEncoder:
             (self.loss_slow - self.loss_ema) / level,
             math.sqrt(self.loss_var) / level,
             math.log(max(grad_norm, 1e-30)) if math.isfinite(grad_norm) else self.raw[3],
-            math.log(max(update_norm, 1e-30)),
-            cosine,
+            math.log(max(update_norm, 1e-30)) if math.isfinite(update_norm) else self.raw[4],
+            cosine if math.isfinite(cosine) else self.raw[5],
         )
         b = 1.0 - self.norm_decay
         first = self.seen == 0

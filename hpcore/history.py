@@ -7,6 +7,7 @@ snapshots. Memory: ``(history_size + 3) * N`` floats.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import attrs
@@ -19,7 +20,9 @@ __all__ = ["SnapshotHistory", "UpdateStats"]
 
 @attrs.frozen
 class UpdateStats:
-    """Statistics of the update a full step made: norm, cosine with the previous one."""
+    """What a full step's bookkeeping saw: at a snapshot, the norm of the move since the last
+    snapshot and its cosine with the move before (``nan`` between snapshots), and always the
+    number of non-finite parameters."""
 
     norm: float
     cosine: float
@@ -45,8 +48,8 @@ class SnapshotHistory:
         self.interval = snapshot_interval
         self.beta = 0.0 if ema_decay is None else float(ema_decay)
         self.ema = xp.array(theta, copy=True)  # (N,) float32 moving average
-        self.prev = xp.array(theta, copy=True)  # (N,) theta after the previous full step
-        self.prev_update = xp.zeros_like(theta)  # (N,) previous full-step update
+        self.prev = xp.array(theta, copy=True)  # (N,) theta at the previous snapshot
+        self.prev_update = xp.zeros_like(theta)  # (N,) move between the two snapshots before
         self.ring = xp.zeros((history_size, n), dtype=theta.dtype)  # (C, N) snapshots
         self.times = np.zeros(history_size, dtype=np.float64)  # (C,) step of each snapshot
         self.count = 0  # valid snapshots since the last restart
@@ -59,12 +62,22 @@ class SnapshotHistory:
         return self.beta / (1.0 - self.beta)
 
     def observe(self, theta: Any) -> UpdateStats:
-        """After a full step: fused statistics and average update; snapshot when due."""
+        """After a full step: advance the average; every ``interval`` steps also take the
+        update statistics (of the move since the last snapshot) and push a snapshot.
+
+        Between snapshots only the average moves and ``theta`` is checked for non-finite
+        values (two element-wise passes and a dot product instead of nine passes); the
+        statistics of those steps are ``nan``.
+        """
+        self.clock += 1
+        if self.clock % self.interval:
+            sq = kernels.ema_update(theta, self.ema, self.beta)
+            nonfinite = 0 if math.isfinite(sq) else max(kernels.vector_stats(theta)[2], 1)
+            return UpdateStats(math.nan, math.nan, nonfinite, False)
         norm, cos, nonfinite = kernels.ema_update_stats(
             theta, self.prev, self.prev_update, self.ema, self.beta
         )
-        self.clock += 1
-        snapshot = nonfinite == 0 and self.clock % self.interval == 0
+        snapshot = nonfinite == 0
         if snapshot:
             kernels.copy(self.ring[self.head], self.ema)
             self.times[self.head] = self.clock

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 import numpy as np
@@ -35,23 +36,33 @@ class LossTrend:
 
     def slope(self) -> float:
         """Loss change per full step (negative while training makes progress); 0 if unknown."""
+        return self._fit()[0]
+
+    def _fit(self) -> tuple[float, float]:
+        """Least-squares slope and its standard error (``(0, inf)`` if unknown)."""
         if len(self._losses) < 3:
-            return 0.0
+            return 0.0, math.inf
         t = np.asarray(self._steps)
         y = np.asarray(self._losses)
         tc = t - t.mean()
         denom = float(tc @ tc)
-        return float(tc @ (y - y.mean()) / denom) if denom > 0 else 0.0
+        if denom <= 0:
+            return 0.0, math.inf
+        slope = float(tc @ (y - y.mean()) / denom)
+        resid = y - y.mean() - slope * tc
+        se = math.sqrt(float(resid @ resid) / max(len(y) - 2, 1) / denom)
+        return slope, se
 
     def steps_gained(self, loss_before: float, loss_after: float, steps_spent: int) -> float:
         """Steps ahead of the baseline after spending ``steps_spent`` full steps.
 
         The baseline would have lowered the loss by ``-slope * steps_spent``; each unit of
-        loss beyond that is worth ``1 / -slope`` steps. Without measurable progress the
-        answer is +/- ``steps_spent`` by the sign of the change.
+        loss beyond that is worth ``1 / -slope`` steps. Without measurable progress (a slope
+        not two standard errors below zero) the answer is +/- ``steps_spent`` by the sign
+        of the change.
         """
         drop = loss_before - loss_after
-        rate = -self.slope()
-        if rate <= 0:
+        slope, se = self._fit()
+        if not slope < -2.0 * se:  # no progress the noise cannot explain: no rate to divide by
             return float(steps_spent) if drop > 0 else -float(steps_spent)
-        return drop / rate - steps_spent
+        return drop / -slope - steps_spent

@@ -6,7 +6,7 @@ on disk); ``numba.cuda`` and ``cupy`` are imported only when a GPU twin first ru
 """
 
 from ._dispatch import BACKENDS, get_array_module, lookup, register, registered, to_host, use
-from .history import axpy_path, copy, ema_update_stats, lincomb, trend_r2
+from .history import axpy_path, copy, ema_update, ema_update_stats, lincomb, trend_r2
 from .linucb import linucb_scores, linucb_update
 from .nowcast import (
     GRUWeights,
@@ -29,6 +29,7 @@ __all__ = [
     "axpy_path",
     "categorical_sample",
     "copy",
+    "ema_update",
     "ema_update_stats",
     "get_array_module",
     "gru_backward",

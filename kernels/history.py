@@ -13,7 +13,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from ._dispatch import lookup, register
+from ._dispatch import get_array_module, lookup, register
 from ._gpu import cupy_module
 
 
@@ -73,6 +73,36 @@ def ema_update_stats_numpy(
     ema *= beta
     ema += u
     return float(np.sqrt(nn)), float(cos), nonfinite
+
+
+def ema_update_ref(theta: np.ndarray, ema: np.ndarray, beta: float) -> float:
+    """``ema = beta * ema + (1 - beta) * theta``; returns ``sum(theta**2)`` (float64).
+
+    The cheap per-step op: the sum is non-finite exactly when ``theta`` holds a non-finite
+    entry (or is too large to square), which is the engine's per-step check; the update
+    statistics are taken every ``snapshot_interval`` steps by :func:`ema_update_stats_ref`.
+    """
+    t = theta.astype(np.float64)
+    ema[...] = beta * ema.astype(np.float64) + (1.0 - beta) * t
+    with np.errstate(over="ignore", invalid="ignore"):
+        return float(t @ t)
+
+
+@register("ema_update", "numpy")
+@register("ema_update", "cupy")
+def ema_update_xp(theta: Any, ema: Any, beta: float) -> float:
+    """:func:`ema_update_ref` in the buffers' own precision, for NumPy and CuPy arrays alike
+    (two element-wise passes and a BLAS dot; the float64 sum only when the float32 one
+    overflowed)."""
+    ema *= beta
+    ema += (1.0 - beta) * theta
+    with np.errstate(over="ignore", invalid="ignore"):
+        sq = float(theta @ theta)
+    if not np.isfinite(sq):
+        xp = get_array_module(theta)
+        t = theta.astype(xp.float64)
+        sq = float(t @ t)
+    return sq
 
 
 @register("lincomb", "numpy")
@@ -154,6 +184,23 @@ def _ema_update_stats_loop(theta, prev, prev_update, ema, beta):  # pragma: no c
         prev[i] = theta[i]
         ema[i] = beta * np.float64(ema[i]) + keep * t
     return nn, pp, dot, bad
+
+
+@numba.njit(**_NJIT)
+def _ema_update_loop(theta, ema, beta):  # pragma: no cover - jitted
+    sq = 0.0
+    keep = 1.0 - beta
+    for i in numba.prange(theta.size):
+        t = np.float64(theta[i])
+        sq += t * t
+        ema[i] = beta * np.float64(ema[i]) + keep * t
+    return sq
+
+
+@register("ema_update", "numba")
+def ema_update_numba(theta: np.ndarray, ema: np.ndarray, beta: float) -> float:
+    """Numba twin of :func:`ema_update_ref` (one fused parallel pass)."""
+    return float(_ema_update_loop(theta, ema, float(beta)))
 
 
 @register("ema_update_stats", "numba")
@@ -481,6 +528,11 @@ def ema_update_stats(
 ) -> tuple[float, float, int]:
     """Dispatching entry point of :func:`ema_update_stats_ref`."""
     return lookup("ema_update_stats", theta)(theta, prev, prev_update, ema, beta)
+
+
+def ema_update(theta: Any, ema: Any, beta: float) -> float:
+    """Dispatching entry point of :func:`ema_update_ref`."""
+    return lookup("ema_update", theta)(theta, ema, beta)
 
 
 def lincomb(weights: Any, ring: Any, base: Any, base_weight: float, out: Any) -> None:

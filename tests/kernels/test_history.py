@@ -223,3 +223,32 @@ class TestEmaUpdateStatsNumpyFallback:
         """Small NumPy vectors run the fallback, not the reference."""
         assert kernels.lookup("ema_update_stats", np.zeros(10, np.float32)) is \
             history.ema_update_stats_numpy
+
+
+class TestEmaUpdate:
+    """The cheap per-step op: average update and the sum of squares that flags non-finite."""
+
+    @pytest.mark.parametrize("backend", ["numpy", "numba"])
+    @pytest.mark.parametrize("n", SIZES, ids=lambda n: f"n{n}")
+    def test_matches_reference(self, backend, n):
+        """Every twin moves the average like the reference and returns the same sum."""
+        rng = np.random.default_rng(n)
+        theta, ema = _buffers(rng, n, np.float32, 2)
+        ema_ref = ema.copy()
+        expected = history.ema_update_ref(theta, ema_ref, 0.9)
+        with kernels.use(backend):
+            got = kernels.ema_update(theta, ema, 0.9)
+        assert got == pytest.approx(expected, rel=1e-5)
+        np.testing.assert_allclose(ema, ema_ref, rtol=1e-6, atol=1e-7)
+
+    @pytest.mark.parametrize("backend", ["numpy", "numba"])
+    def test_non_finite_shows_in_the_sum(self, backend):
+        """A NaN or Inf parameter makes the returned sum non-finite; huge finite ones do not."""
+        for bad in (np.nan, np.inf):
+            theta = np.ones(9, np.float32)
+            theta[4] = bad
+            with kernels.use(backend):
+                assert not np.isfinite(kernels.ema_update(theta, np.zeros(9, np.float32), 0.5))
+        huge = np.full(4, 1e20, np.float32)
+        with kernels.use(backend):
+            assert np.isfinite(kernels.ema_update(huge, np.zeros(4, np.float32), 0.5))
