@@ -443,16 +443,17 @@ def cupy_grid(n: int) -> tuple[int]:
 
 
 @functools.cache
-def _history_module(dtype: np.dtype) -> Any:
+def cupy_raw_module(source: str, dtype: np.dtype) -> Any:
+    """The compiled CuPy module of ``source`` for ``dtype`` (one compile per pair)."""
     cp = cupy_module()
     if cp is None:
         msg = "CuPy kernels need cupy with a visible GPU (cupy.is_available() is False)"
         raise RuntimeError(msg)
-    return cp.RawModule(code=cupy_source(HISTORY_CUPY_SOURCE, dtype), options=CUPY_OPTIONS)
+    return cp.RawModule(code=cupy_source(source, dtype), options=CUPY_OPTIONS)
 
 
 def _kernel(name: str, dtype: Any) -> Any:
-    return _history_module(np.dtype(dtype)).get_function(name)
+    return cupy_raw_module(HISTORY_CUPY_SOURCE, np.dtype(dtype)).get_function(name)
 
 
 @register("ema_update_stats", "cupy")

@@ -328,20 +328,27 @@ def _mlp_row_grad(x, n, d, w1, b1, w2, gw1, gb1, gw2, gb2):  # pragma: no cover 
 
 
 @numba.njit(cache=True)
+def _gru_gates(xt, h, j, wx, wh, bx, bh):  # pragma: no cover - jitted
+    # Unit j's update gate z, reset gate r, recurrent candidate term g and candidate nn;
+    # shared by the forward cell and its backward so the two cannot drift apart.
+    az = wx[0, j] * xt + bx[0, j] + bh[0, j]
+    ar = wx[1, j] * xt + bx[1, j] + bh[1, j]
+    g = bh[2, j]
+    for k in range(h.shape[0]):
+        az += wh[0, j, k] * h[k]
+        ar += wh[1, j, k] * h[k]
+        g += wh[2, j, k] * h[k]
+    z = _sigmoid(az)
+    r = _sigmoid(ar)
+    return z, r, g, math.tanh(wx[2, j] * xt + bx[2, j] + r * g)
+
+
+@numba.njit(cache=True)
 def _gru_cell(xt, h, hn, wx, wh, bx, bh):  # pragma: no cover - jitted
     # hn = GRU(xt, h); h and hn are (Hd,) float64 rows.
     hd = h.shape[0]
     for j in range(hd):
-        az = wx[0, j] * xt + bx[0, j] + bh[0, j]
-        ar = wx[1, j] * xt + bx[1, j] + bh[1, j]
-        g = bh[2, j]
-        for k in range(hd):
-            az += wh[0, j, k] * h[k]
-            ar += wh[1, j, k] * h[k]
-            g += wh[2, j, k] * h[k]
-        z = _sigmoid(az)
-        r = _sigmoid(ar)
-        nn = math.tanh(wx[2, j] * xt + bx[2, j] + r * g)
+        z, _r, _g, nn = _gru_gates(xt, h, j, wx, wh, bx, bh)
         hn[j] = (1.0 - z) * nn + z * h[j]
 
 
@@ -367,16 +374,7 @@ def _gru_cell_grad(xt, h, tmp, wx, wh, bx, bh, gwx, gwh, gbx, gbh):  # pragma: n
     # One step back: tmp[4] holds dL/dh' on entry, tmp[5] dL/dh on exit; tmp is (6, Hd).
     hd = h.shape[0]
     for j in range(hd):
-        az = wx[0, j] * xt + bx[0, j] + bh[0, j]
-        ar = wx[1, j] * xt + bx[1, j] + bh[1, j]
-        g = bh[2, j]
-        for k in range(hd):
-            az += wh[0, j, k] * h[k]
-            ar += wh[1, j, k] * h[k]
-            g += wh[2, j, k] * h[k]
-        z = _sigmoid(az)
-        r = _sigmoid(ar)
-        nn = math.tanh(wx[2, j] * xt + bx[2, j] + r * g)
+        z, r, g, nn = _gru_gates(xt, h, j, wx, wh, bx, bh)
         dhj = tmp[4, j]
         da_z = dhj * (h[j] - nn) * z * (1.0 - z)
         da_n = dhj * (1.0 - z) * (1.0 - nn * nn)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numba
@@ -12,10 +11,9 @@ from ._dispatch import lookup, register
 from ._gpu import cupy_module
 from .history import (
     BLOCK_REDUCE_SOURCE,
-    CUPY_OPTIONS,
     CUPY_THREADS,
     cupy_grid,
-    cupy_source,
+    cupy_raw_module,
 )
 
 
@@ -98,15 +96,6 @@ extern "C" __global__ void vector_stats(const T* x, const long long n, double* o
 )
 
 
-@functools.cache
-def _stats_module(dtype: np.dtype) -> Any:
-    cp = cupy_module()
-    if cp is None:
-        msg = "CuPy kernels need cupy with a visible GPU (cupy.is_available() is False)"
-        raise RuntimeError(msg)
-    return cp.RawModule(code=cupy_source(STATS_CUPY_SOURCE, dtype), options=CUPY_OPTIONS)
-
-
 @register("vector_stats", "cupy")
 def vector_stats_cupy(x: Any) -> tuple[float, float, int]:
     """CuPy twin of :func:`vector_stats_ref` (fused pass, block reductions + atomics)."""
@@ -114,7 +103,7 @@ def vector_stats_cupy(x: Any) -> tuple[float, float, int]:
     flat = cp.ascontiguousarray(x).reshape(-1)
     out = cp.zeros(3, dtype=cp.float64)
     n = flat.size
-    kernel = _stats_module(np.dtype(flat.dtype)).get_function("vector_stats")
+    kernel = cupy_raw_module(STATS_CUPY_SOURCE, np.dtype(flat.dtype)).get_function("vector_stats")
     kernel(cupy_grid(n), (CUPY_THREADS,), (flat, np.int64(n), out))
     ss, mx, bad = (float(v) for v in out.get())
     return float(np.sqrt(ss)), mx, int(bad)
