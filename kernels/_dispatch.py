@@ -87,11 +87,6 @@ def use(backend: str | None) -> contextlib.AbstractContextManager:
     return _Use(previous)
 
 
-def current_override() -> str | None:
-    """The backend forced by :func:`use`, or ``None`` in auto mode."""
-    return _override
-
-
 def _auto_backend(op: str, x: Any) -> str:
     if _is_cupy(x):
         for b in ("cupy", "cuda"):

@@ -89,21 +89,6 @@ def cuda_kernel(fn: Any) -> Any:
     return cuda.jit(fn)
 
 
-def cuda_available() -> tuple[bool, str]:
-    """Whether Numba CUDA kernels can run here, and why not when they cannot."""
-    try:
-        cuda = numba_cuda()
-    except Exception as exc:  # numba without a CUDA target
-        return False, f"numba.cuda cannot be imported: {exc}"
-    if simulating():
-        return True, "CUDA simulator"
-    try:
-        ok = bool(cuda.is_available())
-    except Exception as exc:
-        return False, f"numba.cuda.is_available() failed: {exc}"
-    return (True, "GPU") if ok else (False, "no CUDA GPU visible to numba.cuda")
-
-
 @functools.cache
 def cupy_module() -> types.ModuleType | None:
     """CuPy when it is installed and sees a GPU (``cupy.is_available()``), else ``None``."""

@@ -8,7 +8,6 @@ over seeds; a run that does not reach the target counts as a speed-up of 0 in th
 
 from __future__ import annotations
 
-import math
 import platform
 import statistics
 import time
@@ -211,8 +210,3 @@ def total_steps(workloads: Sequence[str], *, seeds: int, steps: int | None,
             runs = len(work.lr_grids[optimizer]) + seeds * (1 + len(methods))
             n += len(schedules) * runs * budget
     return n
-
-
-def finite_or_none(x: float) -> float | None:
-    """JSON has no infinity: ``None`` for a non-finite number."""
-    return x if math.isfinite(x) else None
