@@ -36,6 +36,7 @@ _SCALAR_STATE = (
     "_left", "step_count", "trajectory_steps", "_horizon", "_k", "_best_k", "_best_loss",
     "_confidence", "_base_confidence", "_loss_before", "_jump_start_step", "_saved_traj",
     "_taken", "_backward", "_forward_only", "_predicted", "_rollbacks", "_jumps", "_jumps_accepted",
+    "_dormant",
 )
 
 log = structlog.get_logger(__name__)
@@ -59,10 +60,11 @@ class JumpRecord:
 
 
 def _make_policy(config: HybridTrainerConfig) -> HorizonBandit | HorizonPolicy:
-    """The configured horizon policy; horizons halve from ``max_predict_steps`` down to
-    ``check_interval``."""
+    """The configured horizon policy. Doubling: from two probe intervals (the shortest jump
+    with a point to fall back on) up to ``max_predict_steps``; LinUCB: horizons halving from
+    ``max_predict_steps`` down to ``check_interval``."""
     if config.horizon_policy == "doubling":
-        return HorizonPolicy(config.max_predict_steps, min_horizon=config.check_interval)
+        return HorizonPolicy(config.max_predict_steps, min_horizon=2 * config.check_interval)
     horizons = [config.max_predict_steps]
     while horizons[-1] // 2 >= config.check_interval:
         horizons.append(horizons[-1] // 2)
@@ -168,6 +170,7 @@ class HybridEngine:
         self._jump_start_step = 0
         self._saved_traj = 0  # trajectory_steps at the saved state
         self._taken = 0  # predicted steps kept by the current jump
+        self._dormant = 0  # full steps left with no bookkeeping (the policy is sitting out)
         # Counters.
         self._backward = 0
         self._forward_only = 0
@@ -307,7 +310,7 @@ class HybridEngine:
         for name, dst in targets.items():
             dst[...] = state["arrays"][name]
         for name in _SCALAR_STATE:
-            setattr(self, name, state["scalars"][name])
+            setattr(self, name, state["scalars"].get(name, 0))
         self.phase = Phase(state["phase"])
         h.count, h.head, h.clock = (state["history"][k] for k in ("count", "head", "clock"))
         _load_policy_state(self.policy, state["policy"])
@@ -357,6 +360,11 @@ class HybridEngine:
     def _full_step(self, batch: Any) -> tuple[float, bool]:
         loss, grad_norm = self._port_full_step(batch)
         loss = self.port.all_reduce_mean(loss)
+        if self._dormant > 0:
+            if math.isfinite(loss):
+                return loss, self._dormant_step()
+            self._dormant = 0  # a non-finite loss takes the guarded path below
+            self.history.restart(self.theta)
         update = None
         if math.isfinite(loss):
             update = self.history.observe(self.theta)
@@ -385,6 +393,35 @@ class HybridEngine:
                 return loss, self._judge_jump()
             self._end_full_phase()
         return loss, False
+
+    def _dormant_step(self) -> bool:
+        """A full step while the policy sits out: counters only, no per-step bookkeeping.
+
+        The history restarts early enough to hold a full window again by the next decision
+        point at which the policy may jump.
+        """
+        self._dormant -= 1
+        self.trajectory_steps += 1
+        if self._dormant == 0:
+            self.history.restart(self.theta)
+            self.trend.clear()
+            log.info("dormant_end", step=self.step_count)
+        self._left -= 1
+        if self._left <= 0:
+            self._end_full_phase()
+        return False
+
+    def _go_dormant(self) -> None:
+        """The policy said "none" and will say it again: skip bookkeeping until the history
+        must be rebuilt for its next chance to jump."""
+        idle = getattr(self.policy, "idle_decisions", 0)
+        if idle < 1:  # it may jump at the next decision point: keep the history warm
+            return
+        rearm = (self.predictor.min_snapshots + 1) * self.config.snapshot_interval
+        steps = self._left + idle * self.config.full_steps - rearm
+        if steps > 0:
+            self._dormant = steps
+            log.info("dormant", step=self.step_count, steps=steps)
 
     def _save_good_state(self) -> None:
         kernels.copy(self._saved_theta, self.theta)
@@ -424,6 +461,7 @@ class HybridEngine:
         context = context_vector(confidence, self.encoder.encode())
         arm = self.policy.choose(context)
         if arm == "none":
+            self._go_dormant()
             return
         if arm == "average":
             # Lookahead-like: one predicted step to the averaged point.

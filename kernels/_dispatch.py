@@ -20,6 +20,8 @@ NUMBA_MIN_SIZE = 1 << 19
 # Ops with much work per element (a small network per row) pay for the threads far sooner.
 HEAVY_OPS = frozenset({"mlp_forward", "mlp_backward", "gru_forward", "gru_backward"})
 HEAVY_MIN_SIZE = 1 << 13
+# Ops whose Numba twin has a single-thread path for small vectors: Numba at every size.
+SERIAL_OPS = frozenset({"ema_update", "ema_update_stats"})
 
 _REGISTRY: dict[tuple[str, str], Callable[..., Any]] = {}
 _override: str | None = None
@@ -94,7 +96,8 @@ def _auto_backend(op: str, x: Any) -> str:
                 return b
         msg = f"kernel {op!r} has no GPU twin; move the array to the host first"
         raise RuntimeError(msg)
-    threshold = HEAVY_MIN_SIZE if op in HEAVY_OPS else NUMBA_MIN_SIZE
+    threshold = (0 if op in SERIAL_OPS else HEAVY_MIN_SIZE if op in HEAVY_OPS
+                 else NUMBA_MIN_SIZE)
     if (op, "numba") in _REGISTRY and getattr(x, "size", 0) >= threshold:
         return "numba"
     return "numpy"

@@ -179,14 +179,15 @@ def tune_lr(task: Task, *, steps: int, seed: int, schedule: str = "constant",
 
 def warm_up_engine(size: int = 70_000) -> None:
     """Compile the engine's JIT kernels (Numba) for a model of ``size`` parameters once, so
-    that no timed run pays for it (small models use the NumPy kernels: nothing to compile)."""
+    that no timed run pays for it: short phases, but the default window, so that every op
+    takes the path (NumPy, serial or parallel Numba) that a default run of that size takes."""
     from hpcore.adapters.numpy import HybridTrainer
     from hpcore.optim import SGD
 
-    cfg = HybridTrainerConfig(warmup_steps=2, full_steps=10, max_predict_steps=10,
-                              correct_steps=2, check_interval=5, snapshot_interval=1,
-                              history_size=4, predictor=LinearConfig(window=4),
-                              confidence_threshold=0.0, collect_metrics=False)
+    default = HybridTrainerConfig()
+    cfg = attrs.evolve(default, warmup_steps=2, full_steps=50, max_predict_steps=10,
+                       correct_steps=2, check_interval=5, snapshot_interval=2,
+                       confidence_threshold=0.0, collect_metrics=False)
     params = np.ones(size, np.float32)
 
     def loss_and_grad(p: np.ndarray, _batch: Any) -> tuple[float, np.ndarray]:
@@ -194,7 +195,7 @@ def warm_up_engine(size: int = 70_000) -> None:
 
     trainer = HybridTrainer(params, loss_and_grad, SGD(0.01, momentum=0.9), cfg,
                             loss_fn=lambda p, _b: 0.5 * float(p @ p))
-    for _ in range(60):
+    for _ in range(120):
         trainer.step(None)
 
 

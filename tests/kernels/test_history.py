@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from hpcore import kernels
-from hpcore.kernels import history
+from hpcore.kernels import _dispatch, history
 
 PROPS = settings(max_examples=40, deadline=None)
 TWINS = ["numba", "cupy"]
@@ -219,10 +219,13 @@ class TestEmaUpdateStatsNumpyFallback:
         norm, _, nonfinite = history.ema_update_stats_numpy(theta, *zeros, 0.5)
         assert norm == pytest.approx(2e20, rel=1e-6) and nonfinite == 0
 
-    def test_is_the_dispatched_cpu_fallback(self):
-        """Small NumPy vectors run the fallback, not the reference."""
-        assert kernels.lookup("ema_update_stats", np.zeros(10, np.float32)) is \
-            history.ema_update_stats_numpy
+    def test_is_the_numpy_backend(self):
+        """``use("numpy")`` runs the fallback, not the float64 reference; auto picks Numba's
+        single-thread path for small vectors."""
+        small = np.zeros(10, np.float32)
+        with kernels.use("numpy"):
+            assert kernels.lookup("ema_update_stats", small) is history.ema_update_stats_numpy
+        assert kernels.lookup("ema_update_stats", small) is history.ema_update_stats_numba
 
 
 class TestEmaUpdate:
@@ -240,6 +243,30 @@ class TestEmaUpdate:
             got = kernels.ema_update(theta, ema, 0.9)
         assert got == pytest.approx(expected, rel=1e-5)
         np.testing.assert_allclose(ema, ema_ref, rtol=1e-6, atol=1e-7)
+
+    @pytest.mark.parametrize("n", [1, 7, 1000, _dispatch.NUMBA_MIN_SIZE - 1, _dispatch.NUMBA_MIN_SIZE])
+    def test_serial_and_parallel_numba_paths(self, n):
+        """For both EMA ops the single-thread path below ``NUMBA_MIN_SIZE`` and the parallel
+        one above agree with the reference (NaN counted), and auto dispatch picks Numba at
+        every size."""
+        rng = np.random.default_rng(n)
+        theta, ema = _buffers(rng, n, np.float32, 2)
+        ema_ref = ema.copy()
+        expected = history.ema_update_ref(theta, ema_ref, 0.7)
+        assert kernels.lookup("ema_update", theta) is history.ema_update_numba
+        got = kernels.ema_update(theta, ema, 0.7)
+        assert got == pytest.approx(expected, rel=1e-5)
+        np.testing.assert_allclose(ema, ema_ref, rtol=1e-6, atol=1e-7)
+        bufs = list(_buffers(rng, n, np.float32, 4))
+        ref = [a.copy() for a in bufs]
+        if n > 3:
+            bufs[0][2] = ref[0][2] = np.nan
+        expected = history.ema_update_stats_ref(*ref, 0.7)
+        assert kernels.lookup("ema_update_stats", bufs[0]) is history.ema_update_stats_numba
+        got = kernels.ema_update_stats(*bufs, 0.7)
+        np.testing.assert_allclose(got[:2], expected[:2], rtol=1e-5, equal_nan=True)
+        assert got[2] == expected[2]
+        np.testing.assert_allclose(bufs[3], ref[3], rtol=1e-6, atol=1e-6)  # float32 rounding
 
     @pytest.mark.parametrize("backend", ["numpy", "numba"])
     def test_non_finite_shows_in_the_sum(self, backend):
