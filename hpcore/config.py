@@ -276,6 +276,12 @@ class HybridTrainerConfig:
         residual_capacity: judged jumps remembered by the residual store, which scales
             each parameter group's forecast by how far past jumps really went (0: off).
         residual_temperature: softmax temperature of the store's state similarity.
+        cost_model: what a judged jump is charged before the horizon policy learns from it.
+            ``"wall"``: the engine's own time since the cycle began (bookkeeping, probes) in
+            units of the measured full-step time, so that jumps which save backward passes
+            but not wall-clock make the policy back off (decisions then depend on timing;
+            under DDP the charge is averaged over ranks). ``"steps"``: nothing (decisions
+            depend only on losses: reproducible run to run).
     """
 
     warmup_steps: int = attrs.field(default=100, validator=_int_at_least(0))
@@ -301,6 +307,7 @@ class HybridTrainerConfig:
     residual_temperature: float = attrs.field(
         default=0.2, validator=_float_in(0.0, 100.0, lo_open=True)
     )
+    cost_model: str = attrs.field(default="wall", validator=_one_of("wall", "steps"))
     predictor: PredictorConfig = attrs.field(factory=LinearConfig, validator=_predictor_check)
     divergence: DivergenceConfig = attrs.field(
         factory=DivergenceConfig, validator=_instance(DivergenceConfig)

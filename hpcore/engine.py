@@ -36,7 +36,7 @@ _SCALAR_STATE = (
     "_left", "step_count", "trajectory_steps", "_horizon", "_k", "_best_k", "_best_loss",
     "_confidence", "_base_confidence", "_loss_before", "_jump_start_step", "_saved_traj",
     "_taken", "_backward", "_forward_only", "_predicted", "_rollbacks", "_jumps", "_jumps_accepted",
-    "_dormant",
+    "_dormant", "_dormant_steps",
 )
 
 log = structlog.get_logger(__name__)
@@ -57,6 +57,7 @@ class JumpRecord:
     rolled_back: bool
     reason: str
     correction: float = 1.0
+    cost_steps: float = 0.0  # the cycle's engine time in full steps, charged to the jump
 
 
 def _make_policy(config: HybridTrainerConfig) -> HorizonBandit | HorizonPolicy:
@@ -96,11 +97,15 @@ def _load_policy_state(policy: HorizonBandit | HorizonPolicy, state: dict[str, A
 
 
 class _Timer:
-    """Wall time of ``step`` and the part of it spent in the port (framework work)."""
+    """Wall time of ``step``, the part of it spent in the port (framework work), and the
+    port's full steps alone; ``mark`` holds the three (and the backward count) at the start
+    of the current jump cycle."""
 
     def __init__(self) -> None:
         self.total = 0.0
         self.port = 0.0
+        self.full = 0.0  # port time of full steps (forward, backward, optimizer)
+        self.mark = (0.0, 0.0, 0)  # (total, full, backward passes) when the cycle began
 
 
 class HybridEngine:
@@ -171,6 +176,7 @@ class HybridEngine:
         self._saved_traj = 0  # trajectory_steps at the saved state
         self._taken = 0  # predicted steps kept by the current jump
         self._dormant = 0  # full steps left with no bookkeeping (the policy is sitting out)
+        self._dormant_steps = 0
         # Counters.
         self._backward = 0
         self._forward_only = 0
@@ -222,6 +228,7 @@ class HybridEngine:
             phase_steps=dict(self._phase_steps),
             wall_time_s=self._timer.total,
             engine_time_s=max(0.0, self._timer.total - self._timer.port),
+            dormant_steps=self._dormant_steps,
         )
 
     @property
@@ -332,12 +339,15 @@ class HybridEngine:
         self.jump_records = [JumpRecord(**j) for j in state["jumps"]]
         self._saved_opt = state["saved_optimizer_state"]
         self._probe = state["probe"]
+        self._start_cycle()  # timings are this process's own: the next charge starts now
 
     # ------------------------------------------------------------------ port calls
     def _port_full_step(self, batch: Any) -> tuple[float, float]:
         t0 = time.perf_counter()
         out = self.port.full_step(batch)
-        self._timer.port += time.perf_counter() - t0
+        dt = time.perf_counter() - t0
+        self._timer.port += dt
+        self._timer.full += dt
         self._backward += 1
         return float(out[0]), float(out[1])
 
@@ -401,6 +411,7 @@ class HybridEngine:
         point at which the policy may jump.
         """
         self._dormant -= 1
+        self._dormant_steps += 1
         self.trajectory_steps += 1
         if self._dormant == 0:
             self.history.restart(self.theta)
@@ -461,6 +472,7 @@ class HybridEngine:
         context = context_vector(confidence, self.encoder.encode())
         arm = self.policy.choose(context)
         if arm == "none":
+            self._start_cycle()
             self._go_dormant()
             return
         if arm == "average":
@@ -623,7 +635,10 @@ class HybridEngine:
                         loss_before=self._loss_before, loss_after=loss_after)
         else:
             self._jumps_accepted += 1
-        self.policy.learn(self._arm, self._context, gained, taken, self.config.correct_steps,
+        cost = self._cycle_cost()
+        self._start_cycle()
+        net = None if gained is None else gained - cost
+        self.policy.learn(self._arm, self._context, net, taken, self.config.correct_steps,
                           rolled_back)
         if self.config.collect_metrics:
             self.jump_records.append(JumpRecord(
@@ -632,9 +647,33 @@ class HybridEngine:
                 confidence=self._confidence, loss_before=self._loss_before,
                 loss_after=loss_after, steps_gained=gained, rolled_back=rolled_back,
                 reason=reason, correction=float(np.mean(self._applied_scales)),
+                cost_steps=cost,
             ))
         self._probe = None
         self._confidence = 0.0
+
+    # ------------------------------------------------------------------ jump cycle cost
+    def _start_cycle(self) -> None:
+        t = self._timer
+        t.mark = (t.total, t.full, self._backward)
+
+    def _cycle_cost(self) -> float:
+        """The engine's own time since the cycle began (a decision point with no jump, or the
+        last judged jump), in full steps: what a jump must gain to pay in wall-clock.
+
+        Includes the bookkeeping of the Full phase that fed the jump, the probes and the
+        predicted steps; 0 with ``cost_model="steps"``. The figure is averaged over ranks.
+        """
+        if self.config.cost_model == "steps":
+            return 0.0
+        t = self._timer
+        total0, full0, backward0 = t.mark
+        steps = self._backward - backward0
+        full = t.full - full0
+        if steps <= 0 or full <= 0.0:
+            return 0.0
+        cost = (t.total - total0) / (full / steps) - steps
+        return float(self.port.all_reduce_mean(max(cost, 0.0)))
 
     # ------------------------------------------------------------------ bookkeeping
     def _record_all(self, events: list[DivergenceEvent]) -> DivergenceEvent | None:

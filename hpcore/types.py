@@ -56,6 +56,7 @@ class TrainingStatistics:
         phase_steps: steps spent in each phase, by phase name.
         wall_time_s: time inside ``step`` in all; ``engine_time_s`` the part that is the
             engine's own work (not the framework's forward, backward and optimizer).
+        dormant_steps: full steps taken with no bookkeeping while the horizon policy sat out.
     """
 
     total_steps: int
@@ -69,6 +70,7 @@ class TrainingStatistics:
     phase_steps: dict[str, int]
     wall_time_s: float
     engine_time_s: float
+    dormant_steps: int = 0
 
     @property
     def backward_reduction_pct(self) -> float:

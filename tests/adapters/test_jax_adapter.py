@@ -287,8 +287,9 @@ def test_checkpoint_resume_is_bit_identical(tmp_path):
         x, y = batch
         return jnp.mean((x @ p["w"] + p["b"] - y) ** 2)
 
+    # cost_model="steps": decisions that depend on losses alone, so two processes agree.
     cfg = HybridTrainerConfig(warmup_steps=20, full_steps=20, max_predict_steps=20,
-                              correct_steps=10)
+                              correct_steps=10, cost_model="steps")
 
     def make():
         return JaxTrainer({"w": jnp.zeros(4), "b": jnp.zeros(())}, optax.adam(0.05), loss_fn, cfg)
