@@ -264,6 +264,9 @@ class HybridTrainerConfig:
         snapshot_ema: decay of the per-step moving average the snapshots are taken of;
             ``None`` snapshots raw parameters.
         check_interval: predicted steps between two forward-only probe checks.
+        probe_batches: batches a probe loss is averaged over: the batch of the jump's first
+            predicted step and the ones of the full steps just before it. One batch's loss is
+            too noisy to judge a jump by; each check costs this many forward passes.
         rollback_tolerance: relative rise of the probe loss over its pre-jump value that ends
             a Predict phase at once (a transient rise below it is allowed: jumps are judged
             after the Correct phase).
@@ -298,6 +301,7 @@ class HybridTrainerConfig:
         default=0.9, validator=_optional(_float_in(0.0, 1.0, hi_open=True))
     )
     check_interval: int = attrs.field(default=20, validator=_int_at_least(1))
+    probe_batches: int = attrs.field(default=4, validator=_int_at_least(1))
     rollback_tolerance: float = attrs.field(default=0.5, validator=_float_in(0.0, 1e9))
     collect_metrics: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
     seed: int = attrs.field(default=0, validator=_int_at_least(0))
@@ -308,6 +312,7 @@ class HybridTrainerConfig:
         default=0.2, validator=_float_in(0.0, 100.0, lo_open=True)
     )
     cost_model: str = attrs.field(default="wall", validator=_one_of("wall", "steps"))
+    total_steps: int | None = attrs.field(default=None, validator=_optional(_int_at_least(1)))
     predictor: PredictorConfig = attrs.field(factory=LinearConfig, validator=_predictor_check)
     divergence: DivergenceConfig = attrs.field(
         factory=DivergenceConfig, validator=_instance(DivergenceConfig)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +171,8 @@ class HybridEngine:
         self._best_loss = math.inf
         self._confidence = 0.0
         self._base_confidence = 0.0  # the predictor's confidence at the jump's start
-        self._probe: Any = None
+        self._probe: list[Any] | None = None  # the batches the jump in progress is probed on
+        self._recent: deque[Any] = deque(maxlen=config.probe_batches - 1)  # last full steps'
         self._loss_before = math.nan
         self._jump_start_step = 0
         self._saved_traj = 0  # trajectory_steps at the saved state
@@ -291,7 +293,7 @@ class HybridEngine:
             "events": [(e.step, e.signal, int(e.level), e.value) for e in self._events],
             "jumps": [attrs.asdict(j) for j in self.jump_records],
             "saved_optimizer_state": self._saved_opt,
-            "probe": self._probe,
+            "probe": {"set": self._probe, "recent": list(self._recent)},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -338,7 +340,10 @@ class HybridEngine:
         self._events = [DivergenceEvent(s, g, Level(lv), v) for s, g, lv, v in state["events"]]
         self.jump_records = [JumpRecord(**j) for j in state["jumps"]]
         self._saved_opt = state["saved_optimizer_state"]
-        self._probe = state["probe"]
+        probe = state["probe"]
+        self._probe = None if probe["set"] is None else list(probe["set"])
+        self._recent.clear()
+        self._recent.extend(probe["recent"])
         self._start_cycle()  # timings are this process's own: the next charge starts now
 
     # ------------------------------------------------------------------ port calls
@@ -361,6 +366,10 @@ class HybridEngine:
             self._forward_only += 1
         return self.port.all_reduce_mean(loss)
 
+    def _probe_loss(self) -> float:
+        """Mean forward-only loss over the probe batches of the jump in progress."""
+        return sum(self._port_forward(b) for b in self._probe) / len(self._probe)
+
     def _params_changed(self) -> None:
         t0 = time.perf_counter()
         self.port.commit_params()
@@ -371,12 +380,18 @@ class HybridEngine:
         loss, grad_norm = self._port_full_step(batch)
         loss = self.port.all_reduce_mean(loss)
         if self._dormant > 0:
-            if math.isfinite(loss):
+            with np.errstate(over="ignore", invalid="ignore"):
+                finite = math.isfinite(loss) and math.isfinite(float(self.theta @ self.theta))
+            if finite:
                 return loss, self._dormant_step()
-            self._dormant = 0  # a non-finite loss takes the guarded path below
+            # A non-finite loss or parameter (or a float32 overflow of the sum of squares):
+            # the guarded path below tells them apart and rolls back where it must.
+            self._dormant = 0
             self.history.restart(self.theta)
         update = None
         if math.isfinite(loss):
+            if self._recent.maxlen:
+                self._recent.append(batch)
             update = self.history.observe(self.theta)
             if update.snapshot:
                 self.predictor.observe_snapshot(self.history)
@@ -405,7 +420,8 @@ class HybridEngine:
         return loss, False
 
     def _dormant_step(self) -> bool:
-        """A full step while the policy sits out: counters only, no per-step bookkeeping.
+        """A full step while the policy sits out: counters only, no per-step bookkeeping
+        (the caller checked that the loss and the parameters are finite).
 
         The history restarts early enough to hold a full window again by the next decision
         point at which the policy may jump.
@@ -475,9 +491,16 @@ class HybridEngine:
             self._start_cycle()
             self._go_dormant()
             return
+        end = self.config.total_steps
+        horizon = 1 if arm == "average" else int(arm)
+        if end is not None and self.step_count + 1 + horizon + self.config.correct_steps > end:
+            # The last chance to jump has passed: no more bookkeeping until the end.
+            self._dormant = max(end - self.step_count, self.config.full_steps)
+            log.info("jump_skipped", step=self.step_count, reason="end_of_run", total_steps=end,
+                     dormant=self._dormant)
+            return
         if arm == "average":
             # Lookahead-like: one predicted step to the averaged point.
-            horizon = 1
             kernels.lincomb(np.ones(1), self.history.ema[None, :], self.theta, -1.0,
                             self._direction)
         else:
@@ -485,7 +508,6 @@ class HybridEngine:
                 log.info("jump_skipped", step=self.step_count, confidence=confidence,
                          threshold=self.config.confidence_threshold)
                 return
-            horizon = int(arm)
             self.predictor.forecast(self.history, self.theta, horizon, self._direction)
             self._correct_forecast()
         self._save_good_state()
@@ -551,8 +573,8 @@ class HybridEngine:
     # ------------------------------------------------------------------ predicted steps
     def _predicted_step(self, batch: Any) -> tuple[float | None, bool]:
         if self._probe is None:
-            self._probe = batch
-            self._loss_before = self._port_forward(batch)
+            self._probe = [*self._recent, batch]
+            self._loss_before = self._probe_loss()
             self._best_loss = self._loss_before
             if not math.isfinite(self._loss_before):
                 event = DivergenceEvent(self.step_count, "nan_inf", Level.CRITICAL,
@@ -568,7 +590,7 @@ class HybridEngine:
         last = self._k == self._horizon
         if not (last or self._k % self.config.check_interval == 0):
             return None, False
-        loss = self._port_forward(self._probe)
+        loss = self._probe_loss()
         events = self.monitor.probe(self.step_count, loss, self._loss_before,
                                     self._k, self.trend.slope())
         worst = self._record_all(events)
@@ -614,7 +636,7 @@ class HybridEngine:
     # ------------------------------------------------------------------ judging
     def _judge_jump(self) -> bool:
         """End of Correct: keep the jump if the probe loss is below where it started."""
-        loss_after = self._port_forward(self._probe)
+        loss_after = self._probe_loss()
         gained = self.trend.steps_gained(self._loss_before, loss_after, self.config.correct_steps)
         if math.isfinite(loss_after):
             self._learn_from_jump(loss_after)

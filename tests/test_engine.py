@@ -18,6 +18,7 @@ FAR = np.full(8, 10.0, dtype=np.float32)  # training batches pull every coordina
 SMALL = dict(
     warmup_steps=10, full_steps=20, max_predict_steps=40, correct_steps=10, history_size=4,
     snapshot_interval=5, check_interval=10, predictor=LinearConfig(window=4),
+    probe_batches=1,  # these tests craft the probe batch: the jump's first one
 )
 
 
@@ -265,3 +266,45 @@ def test_confidence_decays_with_prediction_error(quadratic):
     assert len(results) < trainer.engine.config.max_predict_steps  # ended early
     assert trainer.engine.jump_records[-1].reason == "probe:low_confidence"
     np.testing.assert_array_equal(trainer.params, origin)
+
+
+class TestProbeBatches:
+    def test_probe_is_the_mean_over_the_jump_batch_and_the_ones_before(self, quadratic):
+        """The probe set is the batches of the last ``probe_batches - 1`` full steps and of
+        the jump's first step; its loss is their mean, at the cost of one forward each."""
+        trainer = make(quadratic, probe_batches=3)
+        batches = [FAR + 0.01 * i for i in range(500)]
+        i = 0
+        while trainer.current_phase is not Phase.PREDICT:
+            trainer.step(batches[i])
+            i += 1
+        origin = trainer.params.copy()
+        calls = quadratic.loss_calls
+        trainer.step(batches[i])
+        probe = trainer.engine._probe
+        assert [float(b[0]) for b in probe] == [float(b[0]) for b in batches[i - 2 : i + 1]]
+        expected = np.mean([0.5 * float((origin - b) @ (origin - b)) for b in probe])
+        assert trainer.engine._loss_before == pytest.approx(expected, rel=1e-6)
+        assert quadratic.loss_calls - calls == 3
+
+    def test_one_batch_probes_on_the_jump_batch_alone(self, quadratic):
+        trainer = make(quadratic, probe_batches=1)
+        run_until(trainer, Phase.PREDICT)
+        trainer.step(FAR)
+        assert len(trainer.engine._probe) == 1 and trainer.engine._probe[0] is FAR
+
+
+class TestTotalSteps:
+    def test_no_jump_that_cannot_be_judged_before_the_end(self, quadratic):
+        """With ``total_steps`` every Correct phase ends by then; after the last chance to
+        jump the engine is dormant to the end."""
+        trainer = make(quadratic, total_steps=150, cost_model="steps")
+        phases = [trainer.step(FAR).phase for _ in range(150)]
+        last_jump_end = max(i for i, p in enumerate(phases) if p in (Phase.PREDICT, Phase.CORRECT))
+        assert trainer.statistics().jumps >= 2
+        assert last_jump_end < 150
+        assert trainer.engine.jump_records[-1].reason == "judged"
+        assert trainer.statistics().dormant_steps > 0
+        open_ended = make(quadratic, cost_model="steps")  # the same run, left open-ended,
+        more = [open_ended.step(FAR).phase for _ in range(150)]
+        assert more[-1] is Phase.PREDICT  # ends in the middle of a jump

@@ -59,9 +59,12 @@ class TestHorizonPolicy:
 
 
 def _noise_trainer(**overrides):
-    """A quadratic at its noise floor: no jump can gain ground, so the policy backs off."""
+    """A quadratic at its noise floor: no jump can gain ground, so the policy backs off.
+    A batch of ``"huge"`` reports a finite loss with a gradient that overflows the update."""
 
     def lg(p, c):
+        if isinstance(c, str):
+            return 1.0, np.full(p.shape, 3e38, np.float32)
         r = p.astype(np.float64) - c
         return 0.5 * float(r @ r), r.astype(np.float32)
 
@@ -75,6 +78,14 @@ def _noise_trainer(**overrides):
     fields.update(overrides)
     return HybridTrainer(np.zeros(50, np.float32), lg, SGD(0.2), HybridTrainerConfig(**fields),
                          loss_fn=lf)
+
+
+def _until_dormant(trainer, rng, at_least=5):
+    for _ in range(3000):
+        trainer.step(3.0 * rng.normal(size=50))
+        if trainer.engine._dormant > at_least:
+            return
+    raise AssertionError("never went dormant")
 
 
 class TestDormant:
@@ -103,17 +114,23 @@ class TestDormant:
         """A NaN during a dormant step is caught like any other: the state rolls back."""
         rng = np.random.default_rng(1)
         trainer = _noise_trainer()
-        for _ in range(3000):
-            trainer.step(3.0 * rng.normal(size=50))
-            if trainer.engine._dormant > 5:
-                break
-        assert trainer.engine._dormant > 5
+        _until_dormant(trainer, rng)
         rollbacks = trainer.statistics().rollbacks
         r = trainer.step(np.full(50, np.nan))
         assert r.rolled_back and trainer.statistics().rollbacks == rollbacks + 1
         assert trainer.engine._dormant == 0
         assert np.all(np.isfinite(trainer.params))
         assert trainer.current_phase is Phase.FULL
+
+    def test_overflowing_update_while_dormant_is_caught(self):
+        """A finite loss whose update overflows the parameters is caught on the same step."""
+        rng = np.random.default_rng(2)
+        trainer = _noise_trainer()
+        _until_dormant(trainer, rng)
+        r = trainer.step("huge")
+        assert r.rolled_back and r.loss == 1.0
+        assert np.all(np.isfinite(trainer.params))
+        assert trainer.engine._dormant == 0
 
 
 class _SlowLinear(LinearPredictor):

@@ -110,6 +110,8 @@ def run_curve(
         config = extrapolation_config()
     if method == "hybrid" and config is None:
         config = HybridTrainerConfig()
+    if config is not None and config.total_steps is None:
+        config = attrs.evolve(config, total_steps=steps)  # the budget, as a schedule knows it
     eval_every = eval_every or task.eval_every
     run = task.build(seed=seed, lr=lr, steps=steps, schedule=schedule)
     data = run.batches()

