@@ -149,8 +149,11 @@ class JaxPort:
             loss, grads = jax.value_and_grad(checked)(params, batch)
             updates, new_state = tx.update(grads, opt_state, params)
             new_params = optax.apply_updates(params, updates)
-            # The flat vector comes out of the same compiled call: one dispatch per step.
-            return loss, _tree_norm(grads), new_params, new_state, ravel_pytree(new_params)[0]
+            # The flat vector, the loss and the gradient norm come out of the same compiled
+            # call as one array: one dispatch and one device-to-host transfer per step.
+            scalars = jnp.stack([loss, _tree_norm(grads)]).astype(jnp.float32)
+            packed = jnp.concatenate([ravel_pytree(new_params)[0], scalars])
+            return new_params, new_state, packed
 
         self._train_step = jax.jit(train_step)
         self._forward = jax.jit(checked)
@@ -160,13 +163,13 @@ class JaxPort:
         return self.buffer
 
     def full_step(self, batch: Any) -> FullStepOutput:
-        loss, grad_norm, new_params, new_state, flat = self._train_step(
-            self.params, self.opt_state, batch
-        )
-        loss, grad_norm = float(loss), float(grad_norm)
+        new_params, new_state, packed = self._train_step(self.params, self.opt_state, batch)
+        packed = np.asarray(packed)
+        n = self.buffer.shape[0]
+        loss, grad_norm = float(packed[n]), float(packed[n + 1])
         if math.isfinite(loss) and math.isfinite(grad_norm):
             self.params, self.opt_state = new_params, new_state
-            self.buffer[...] = np.asarray(flat)
+            self.buffer[...] = packed[:n]
         # else: never apply an update from a non-finite gradient (params and state unchanged)
         return FullStepOutput(loss, grad_norm)
 

@@ -16,6 +16,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +36,8 @@ LossFn = Callable[[np.ndarray, Any], float]
 
 
 def _scalar_loss(value: Any, where: str) -> float:
+    if isinstance(value, (float, np.floating)):  # the common case, without an array round trip
+        return float(value)
     arr = np.asarray(value)
     if arr.size != 1:
         msg = f"{where} must return a scalar loss (got an array of shape {arr.shape})"
@@ -78,10 +82,10 @@ class NumpyPort:
             )
             raise ValueError(msg)
         sq = float(np.dot(grad, grad))
-        if not np.isfinite(sq):  # a non-finite entry, or only a float32 overflow of the sum?
+        if not math.isfinite(sq):  # a non-finite entry, or only a float32 overflow of the sum?
             sq = float(np.einsum("i,i->", grad, grad, dtype=np.float64))
-        grad_norm = float(np.sqrt(sq)) if np.isfinite(sq) else float("inf")
-        if np.isfinite(loss) and np.isfinite(sq):
+        grad_norm = math.sqrt(sq) if math.isfinite(sq) else math.inf
+        if math.isfinite(loss) and math.isfinite(sq):
             self.optimizer.step(self.params, grad.astype(np.float32, copy=False))
         else:
             self.optimizer.skip_step()  # never feed a non-finite gradient to the optimizer

@@ -380,7 +380,7 @@ class HybridEngine:
         loss, grad_norm = self._port_full_step(batch)
         loss = self.port.all_reduce_mean(loss)
         if self._dormant > 0:
-            with np.errstate(over="ignore", invalid="ignore"):
+            with np.errstate(over="ignore", invalid="ignore"):  # a float32 sum may overflow
                 finite = math.isfinite(loss) and math.isfinite(float(self.theta @ self.theta))
             if finite:
                 return loss, self._dormant_step()
