@@ -8,7 +8,10 @@ so is JAX's JIT compilation (a one-off cost that a long run amortises; measured 
 - ``hybrid``: :class:`HybridTrainer` over the same model and optimizer, with a config;
 - ``lookahead``: the plain loop wrapped in :class:`hpcore.bench.lookahead.Lookahead`;
 - ``extrapolation``: the engine extrapolating raw updates (:func:`extrapolation_config`),
-  DESIGN 5's floor.
+  DESIGN 5's floor;
+- ``control``: the baseline itself, its batches one step out of line (the first is skipped):
+  the same method on another draw of the data order, so its time-to-target shows how far the
+  metric moves by chance alone.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ __all__ = [
     "warm_up_engine",
 ]
 
-METHODS = ("baseline", "hybrid", "lookahead", "extrapolation")
+METHODS = ("baseline", "hybrid", "lookahead", "extrapolation", "control")
 
 
 def digits_mlp(seed: int = 0, optimizer: str = "sgd") -> Task:
@@ -115,6 +118,8 @@ def run_curve(
     eval_every = eval_every or task.eval_every
     run = task.build(seed=seed, lr=lr, steps=steps, schedule=schedule)
     data = run.batches()
+    if method == "control":
+        next(data)  # the same loop, one batch out of line with the baseline's
     trainer = lookahead = None
     if method in ("hybrid", "extrapolation"):
         trainer = run.make_hybrid(config)

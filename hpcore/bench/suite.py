@@ -21,7 +21,7 @@ from hpcore.config import HybridTrainerConfig
 
 __all__ = ["SUITE_METHODS", "markdown_table", "run_suite", "seed_result", "summarise"]
 
-SUITE_METHODS = ("hybrid", "lookahead", "extrapolation")
+SUITE_METHODS = ("hybrid", "lookahead", "extrapolation", "control")
 SCHEDULES = ("constant", "cosine")
 # With a constant learning rate the methods may run on past the baseline's budget to reach its
 # final loss (steps are not the cost, wall-clock is); a cosine schedule ends with the budget.
@@ -79,7 +79,9 @@ def summarise(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
 def verdict(summary: dict[str, Any], method: str = "hybrid") -> str:
     """Plain words: does the method beat the tuned baseline to its own final loss?"""
     w = summary["wall_speedup"]
-    if method != "lookahead" and summary["predicted_pct"] == 0.0:
+    if method == "control":
+        return "noise floor (the baseline, batches one step out of line)"
+    if method in ("hybrid", "extrapolation") and summary["predicted_pct"] == 0.0:
         return "never jumped (plain loop + overhead)" if (w or 0.0) >= 1.0 else (
             "loses: never jumped, overhead only")
     if w is None:
@@ -175,12 +177,21 @@ def markdown_table(suite: dict[str, Any]) -> str:
     wins = sum(r["verdict"] == "wins" for r in hybrid)
     peers = {m: sum(r["verdict"] == "wins" for r in suite["results"] if r["method"] == m)
              for m in ("lookahead", "extrapolation")}
+    control = [r["summary"]["wall_speedup"] for r in suite["results"] if r["method"] == "control"]
+    noise = ""
+    if control:
+        lo, hi = min(v or 0.0 for v in control), max(v or 0.0 for v in control)
+        missed = sum(v is None for v in control)
+        noise = (f" The control row (the baseline with its batches one step out of line) "
+                 f"ranges {lo:.2f}-{hi:.2f}x"
+                 + (f" and misses the target in {missed} of {len(control)}" if missed else "")
+                 + ": differences of that size are chance.")
     lines += [
         "",
         f"Hybrid trainer (default `HybridTrainerConfig()`): wins in {wins} of {len(hybrid)} "
         "configurations against the tuned baseline (wall-clock to the baseline's final "
         "validation loss, median over seeds); Lookahead wins in "
-        f"{peers['lookahead']}, raw-update extrapolation in {peers['extrapolation']}.",
+        f"{peers['lookahead']}, raw-update extrapolation in {peers['extrapolation']}.{noise}",
         "",
         "Speed-ups are baseline / method, medians over seeds (above 1: the method reaches the "
         "tuned baseline's final validation loss first; a run that never reaches it counts as 0). "

@@ -56,11 +56,12 @@ class TestSuite:
                        "--steps", "50", "--seeds", "1", "--out", str(tmp_path), "--quiet"])
         assert rc == 0
         md = (tmp_path / "suite.md").read_text()
-        for method in ("hybrid", "lookahead", "extrapolation"):
+        for method in ("hybrid", "lookahead", "extrapolation", "control"):
             assert f"| numpy-softmax-breastcancer | adam | cosine | {method} |" in md
         assert "command: `hpcore bench --suite" in md
         suite = json.loads((tmp_path / "suite.json").read_text())
-        assert len(suite["results"]) == 2 * 2 * 3  # optimizers x schedules x methods
+        assert len(suite["results"]) == 2 * 2 * 4  # optimizers x schedules x methods
+        assert "The control row (the baseline with its batches one step out of line)" in md
 
     def test_unknown_workload(self, tmp_path, capsys):
         """An unknown workload name is refused, listing the known ones."""

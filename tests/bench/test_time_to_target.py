@@ -122,3 +122,21 @@ class TestOverrun:
         r = seed_result(base, other)
         assert r["final_val_loss"] == 1.2 and r["final_loss_vs_baseline_pct"] == pytest.approx(20.0)
         assert r["reached"] and r["wall_speedup"] == pytest.approx(1.0 / 0.8)
+
+
+class TestControl:
+    def test_control_is_the_baseline_one_batch_out_of_line(self):
+        """Same start, every step a backward pass, a different path: the data order alone."""
+        from hpcore.bench.runner import run_curve
+        from hpcore.bench.workloads import get_task
+
+        pytest.importorskip("sklearn", reason="breast-cancer ships with scikit-learn")
+        task = get_task("numpy-softmax-breastcancer", "sgd")
+        base = run_curve(task, lr=0.03, steps=100, seed=0, eval_every=50)
+        again = run_curve(task, lr=0.03, steps=100, seed=0, eval_every=50)
+        control = run_curve(task, lr=0.03, steps=100, seed=0, eval_every=50, method="control")
+        np.testing.assert_array_equal(again.val_loss, base.val_loss)  # runs are deterministic
+        assert control.val_loss[0] == base.val_loss[0]
+        assert control.val_loss[-1] != base.val_loss[-1]
+        np.testing.assert_array_equal(control.backward, control.steps)
+        assert verdict(summarise([seed_result(base, control)]), "control").startswith("noise")
