@@ -4,6 +4,9 @@
 # CuPy-vs-NumPy kernel benchmarks, and a PyTorch CUDA run of the hybrid trainer.
 # Needs python3 >= 3.11 (-P keeps the repo root off sys.path) with numpy, numba(-cuda), cupy, torch, scikit-learn, pytest(-benchmark),
 # hypothesis, attrs and structlog. Writes its logs to $OUT (default /tmp/hpcore-gpu).
+# A machine without the pure-Python ones (no network there): on a machine with one,
+#   pip install --target .gpu-deps structlog attrs
+# then carry .gpu-deps over and run with PYTHONPATH=$PWD/.gpu-deps.
 set -uo pipefail
 OUT=${OUT:-/tmp/hpcore-gpu}
 mkdir -p "$OUT"

@@ -87,6 +87,7 @@ def _main_job(args: argparse.Namespace) -> int:
     from hpcore import HybridTrainerConfig
     from hpcore.bench.report import plot, summary_rows, table, write_json
     from hpcore.bench.runner import run_curve, time_to_target, tune_lr, warm_up_engine
+    from hpcore.bench.suite import TARGET_WINDOW
     from hpcore.bench.workloads import get_task, torch_available
 
     name = args.workload
@@ -122,7 +123,7 @@ def _main_job(args: argparse.Namespace) -> int:
     hyb = run_curve(task, lr=lr, steps=steps, seed=args.seed, schedule=args.schedule,
                     config=HybridTrainerConfig(), on_step=tick)
     bar.close()
-    ttt = time_to_target(base, hyb)
+    ttt = time_to_target(base, hyb, window=TARGET_WINDOW)
     rows = summary_rows(base, hyb, ttt)
     tuned = "tuned" if args.lr is None else "given"
     title = f"{task.name}, {args.schedule} lr {lr:g} ({tuned}), {steps} steps, seed {args.seed}"

@@ -71,7 +71,9 @@ def table(rows: list[dict[str, Any]], ttt: dict[str, Any]) -> str:
     lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append("")
-    lines.append(f"target (baseline final val loss): {ttt['target_val_loss']:.4f}")
+    window = ttt.get("window", 1)
+    mean = f", mean of its last {window} evaluations" if window > 1 else ""
+    lines.append(f"target (baseline final val loss{mean}): {ttt['target_val_loss']:.4f}")
     if ttt["wall_speedup"] is None:
         lines.append("time-to-target: the hybrid did NOT reach the target within the step budget "
                      "(it loses here)")

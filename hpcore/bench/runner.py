@@ -36,6 +36,7 @@ __all__ = [
     "extrapolation_config",
     "first_reach",
     "run_curve",
+    "smoothed",
     "time_to_target",
     "tune_lr",
     "warm_up_engine",
@@ -94,6 +95,7 @@ def run_curve(
     label: str | None = None,
     run_steps: int | None = None,
     stop_at: float | None = None,
+    stop_window: int = 1,
 ) -> Curve:
     """Train from the seed's initial point and record the validation curve.
 
@@ -101,8 +103,8 @@ def run_curve(
     and ``"baseline"`` otherwise (``"extrapolation"`` without a config uses
     :func:`extrapolation_config`). ``steps`` is the step budget the schedule is laid over;
     ``run_steps`` (at least ``steps``) lets the run go on past it, and ``stop_at`` ends it at
-    the first validation point past the budget whose loss is at or below that value (a
-    time-to-target run needs no more).
+    the first validation point past the budget whose loss, averaged over the last
+    ``stop_window`` points, is at or below that value (a time-to-target run needs no more).
     """
     if method is None:
         method = "hybrid" if config is not None else "baseline"
@@ -157,7 +159,8 @@ def run_curve(
             if not math.isfinite(loss):
                 loss = math.inf
             pts.append((i, wall, backward, loss, acc))
-            if stop_at is not None and i >= steps and loss <= stop_at:
+            tail = [p[3] for p in pts[-stop_window:]]
+            if stop_at is not None and i >= steps and sum(tail) / len(tail) <= stop_at:
                 break
         if on_step is not None:
             on_step(i)
@@ -211,30 +214,47 @@ def at_step(curve: Curve, step: int) -> int:
     return max(int(np.searchsorted(curve.steps, step, side="right")) - 1, 0)
 
 
-def first_reach(curve: Curve, target: float) -> tuple[float, float, float] | None:
-    """``(step, wall, backward)`` of the first validation point at or below ``target``."""
-    hit = np.nonzero(curve.val_loss <= target)[0]
+def smoothed(curve: Curve, window: int) -> np.ndarray:
+    """Validation loss averaged over each point and the ``window - 1`` before it (fewer at
+    the start): one evaluation's noise should neither set nor meet a target."""
+    loss = np.asarray(curve.val_loss, dtype=np.float64)
+    if window <= 1:
+        return loss
+    c = np.cumsum(np.concatenate([[0.0], loss]))
+    i = np.arange(1, loss.size + 1)
+    lo = np.maximum(i - window, 0)
+    return (c[i] - c[lo]) / (i - lo)
+
+
+def first_reach(curve: Curve, target: float, window: int = 1) -> tuple[float, float, float] | None:
+    """``(step, wall, backward)`` of the first validation point whose loss (averaged over
+    ``window`` points) is at or below ``target``."""
+    hit = np.nonzero(smoothed(curve, window) <= target)[0]
     if hit.size == 0:
         return None
     i = int(hit[0])
     return float(curve.steps[i]), float(curve.wall[i]), float(curve.backward[i])
 
 
-def time_to_target(baseline: Curve, other: Curve) -> dict[str, Any]:
+def time_to_target(baseline: Curve, other: Curve, window: int = 1) -> dict[str, Any]:
     """Speed-ups of ``other`` to the baseline's final validation loss.
+
+    With ``window > 1`` both curves are averaged over ``window`` validation points first:
+    the target is the mean of the baseline's last ``window`` points and a curve reaches it
+    where its own running mean does (one lucky evaluation of either run moves nothing).
 
     Returns a dict with ``target_val_loss``, ``reached``, the baseline's and the method's
     wall-clock and backward passes to the target (``method_*``, ``None`` where not reached),
     and ``wall_speedup`` / ``backward_speedup`` (baseline / method; ``None`` where not
     reached). A speed-up above 1 means the method got there first.
     """
-    target = float(baseline.val_loss[-1])
-    b = first_reach(baseline, target)
+    target = float(smoothed(baseline, window)[-1])
+    b = first_reach(baseline, target, window)
     if b is None or not math.isfinite(target):
         msg = f"the baseline's final validation loss is {target}: tune its learning rate first"
         raise ValueError(msg)
-    h = first_reach(other, target)
-    out: dict[str, Any] = {"target_val_loss": target, "reached": h is not None,
+    h = first_reach(other, target, window)
+    out: dict[str, Any] = {"target_val_loss": target, "window": window, "reached": h is not None,
                            "baseline_wall_s": b[1], "baseline_backward": b[2]}
     if h is None:
         out.update(method_wall_s=None, method_backward=None, wall_speedup=None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hpcore.bench.runner import Curve, first_reach, time_to_target
+from hpcore.bench.runner import Curve, first_reach, smoothed, time_to_target
 from hpcore.bench.suite import seed_result, summarise, verdict
 
 
@@ -57,6 +57,19 @@ class TestTimeToTarget:
         assert ttt["baseline_wall_s"] == 1.0
         assert ttt["wall_speedup"] == pytest.approx(0.5)
 
+    def test_window_averages_target_and_reaching(self):
+        """With a window, one lucky evaluation neither sets the target nor meets it."""
+        lucky_end = curve("baseline", [2.0, 0.6, 0.6, 0.3], [0.0, 1.0, 2.0, 3.0], [0, 10, 20, 30])
+        np.testing.assert_allclose(smoothed(lucky_end, 3), [2.0, 1.3, 3.2 / 3, 0.5])
+        steady = curve("x", [2.0, 0.5, 0.5, 0.5], [0.0, 1.0, 2.0, 3.0], [0, 10, 20, 30])
+        assert time_to_target(lucky_end, steady)["reached"] is False  # 0.3 is out of reach
+        ttt = time_to_target(lucky_end, steady, window=3)
+        assert ttt["target_val_loss"] == pytest.approx(0.5)
+        assert ttt["reached"] and ttt["method_wall_s"] == 3.0 and ttt["baseline_wall_s"] == 3.0
+        one_dip = curve("y", [2.0, 0.2, 0.9, 0.9], [0.0, 1.0, 2.0, 3.0], [0, 10, 20, 30])
+        assert time_to_target(lucky_end, one_dip)["reached"] is True  # one point is enough
+        assert time_to_target(lucky_end, one_dip, window=3)["reached"] is False
+
     def test_non_finite_baseline(self):
         """A diverged baseline is refused with advice."""
         base = curve("baseline", [2.0, np.inf], [0.0, 1.0], [0, 10])
@@ -71,7 +84,8 @@ class TestSuiteMaths:
         other = curve("hybrid", [2.0, 0.9, 0.5, 0.45], [0.0, 0.75, 1.5, 2.25], [0, 8, 12, 20],
                       stats, overhead=0.3)
         r = seed_result(BASE, other)
-        assert r["final_loss_vs_baseline_pct"] == pytest.approx(-10.0)
+        # both read as 3-point means: (0.9 + 0.5 + 0.45) / 3 against (1.0 + 0.6 + 0.5) / 3
+        assert r["final_loss_vs_baseline_pct"] == pytest.approx(100 * (1.85 / 2.1 - 1))
         assert r["predicted_pct"] == pytest.approx(50.0)  # 15 of 30 steps
         # 0.3 s over 30 steps = 0.01 s per step; a baseline step is 3 s / 30 = 0.1 s
         assert r["overhead_pct"] == pytest.approx(10.0)
@@ -120,7 +134,9 @@ class TestOverrun:
                       np.array([0.0, 60.0, 90.0]), np.array([2.0, 1.2, 0.9]),
                       np.array([0.1, 0.5, 0.6]), [], {"predicted_steps": 50})
         r = seed_result(base, other)
-        assert r["final_val_loss"] == 1.2 and r["final_loss_vs_baseline_pct"] == pytest.approx(20.0)
+        # 2-point means at the budget: (2.0 + 1.2) / 2 against (2.0 + 1.0) / 2
+        assert r["final_val_loss"] == pytest.approx(1.6)
+        assert r["final_loss_vs_baseline_pct"] == pytest.approx(100 * (1.6 / 1.5 - 1))
         assert r["reached"] and r["wall_speedup"] == pytest.approx(1.0 / 0.8)
 
 
