@@ -21,16 +21,19 @@ INTRO = """\
 `hpcore bench --suite` measures time-to-target (DESIGN section 8): for each workload, optimizer
 (SGD with momentum 0.9, Adam) and schedule (constant, cosine), the plain loop's learning rate is
 tuned by a sweep on seed 0 at the full step budget; then, for each of 3 seeds, the tuned
-baseline, the hybrid trainer (default `HybridTrainerConfig()`), Lookahead (k=5, alpha=0.5) and
-raw-update extrapolation (the engine with `snapshot_interval=1, snapshot_ema=None,
-LinearConfig(window=2), history_size=2`: DESIGN 5's floor) run from the same initial point on
-the same batches. Step budgets are small so that the whole suite fits in about half an hour on
-a 2-core CPU: 600 steps (MNIST MLP), 400 (MNIST CNN, Shakespeare transformer), 800 (JAX digits
-MLP), 1,000 (NumPy breast-cancer softmax regression). With the default config the first jump
-comes after 200 steps, so these budgets leave room for one to four jumps per run. Steps are
-not the cost, wall-clock is: with a constant learning rate the other methods may run on up to
-1.5x the baseline's budget to reach its final loss (a cosine schedule ends with the budget, so
-there they stop at it); "final val loss vs baseline" compares at the baseline's budget.
+baseline, the hybrid trainer (default `HybridTrainerConfig()`, told the budget as
+`total_steps`), Lookahead (k=5, alpha=0.5), raw-update extrapolation (the engine with
+`snapshot_interval=1, snapshot_ema=None, LinearConfig(window=2), history_size=2`: DESIGN 5's
+floor) and a control (the baseline itself with its batches one step out of line: the metric's
+noise floor) run from the same initial point. Step budgets are small so that the whole suite
+fits in minutes on a 2-core CPU: 600 steps (MNIST MLP), 400 (MNIST CNN, Shakespeare
+transformer), 800 (JAX digits MLP), 1,000 (NumPy breast-cancer softmax regression). With the
+default config the first jump comes after 200 steps, so these budgets leave room for one to
+three jumps per run. Steps are not the cost, wall-clock is: with a constant learning rate the
+other methods may run on up to 1.5x the baseline's budget to reach its final loss (a cosine
+schedule ends with the budget, so there they stop at it); "final val loss vs baseline"
+compares at the baseline's budget. Validation losses are read as means of 3 consecutive
+evaluations.
 """
 
 
