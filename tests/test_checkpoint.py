@@ -47,7 +47,8 @@ def lg(p, c):
 
 
 def trainer(tmp_path=None, **ck):
-    cfg = HybridTrainerConfig(warmup_steps=5, full_steps=10, checkpoint=CheckpointConfig(**ck))
+    cfg = HybridTrainerConfig(warmup_steps=5, full_steps=10, checkpoint=CheckpointConfig(**ck),
+                              cost_model="steps")  # reproducible decisions across resumes
     return HybridTrainer(np.zeros(6, np.float32), lg, SGD(0.05, momentum=0.9), cfg)
 
 

@@ -213,12 +213,12 @@ class TestStatistics:
 class TestStateDict:
     def test_resume_is_bit_identical(self, quadratic):
         """Engine + optimizer + params saved mid-run and loaded elsewhere continue identically."""
-        a = make(quadratic)
+        a = make(quadratic, cost_model="steps")  # decisions from losses alone
         for _ in range(47):
             a.step(FAR)
         saved = (a.params.copy(), a.engine.port.optimizer.state_dict(), a.engine.state_dict())
         tail_a = [a.step(FAR).loss for _ in range(150)]
-        b = make(quadratic)
+        b = make(quadratic, cost_model="steps")
         b.params[...] = saved[0]
         b.engine.port.optimizer.load_state_dict(saved[1])
         b.engine.load_state_dict(saved[2])

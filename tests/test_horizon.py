@@ -122,6 +122,28 @@ class TestDormant:
         assert np.all(np.isfinite(trainer.params))
         assert trainer.current_phase is Phase.FULL
 
+    def test_resume_while_dormant_is_bit_identical(self):
+        """Saved mid-dormancy (and with the probe batches held), a fresh trainer continues
+        exactly like the uninterrupted one."""
+        rng = np.random.default_rng(3)
+        targets = [3.0 * rng.normal(size=50) for _ in range(3000)]
+        a = _noise_trainer()
+        i = 0
+        while a.engine._dormant <= 50:
+            a.step(targets[i])
+            i += 1
+        saved = (a.params.copy(), a.engine.port.optimizer.state_dict(), a.engine.state_dict())
+        assert len(saved[2]["probe"]["recent"]) == a.engine.config.probe_batches - 1
+        tail_a = [a.step(t).loss for t in targets[i:]]
+        b = _noise_trainer()
+        b.params[...] = saved[0]
+        b.engine.port.optimizer.load_state_dict(saved[1])
+        b.engine.load_state_dict(saved[2])
+        tail_b = [b.step(t).loss for t in targets[i:]]
+        assert tail_a == tail_b
+        np.testing.assert_array_equal(a.params, b.params)
+        assert b.statistics().dormant_steps == a.statistics().dormant_steps > 50
+
     def test_overflowing_update_while_dormant_is_caught(self):
         """A finite loss whose update overflows the parameters is caught on the same step."""
         rng = np.random.default_rng(2)

@@ -13,6 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed (extra: [torch])")
 
+from hpcore import HybridTrainerConfig  # noqa: E402
 from hpcore.adapters.torch import HybridTrainer, TorchPort  # noqa: E402
 from hpcore.bench.numpy_mlp import batches, load_digits_split  # noqa: E402
 from hpcore.engine import HybridEngine  # noqa: E402
@@ -373,14 +374,16 @@ class TestHybridTrainer:
     def test_resume_is_bit_identical(self):
         """Model, optimizer and trainer state saved mid-run resume into the same trajectory."""
         model = mlp(0)
-        trainer = HybridTrainer(model, make_optimizer("sgd", model), loss_fn)
+        steps_cost = HybridTrainerConfig(cost_model="steps")  # decisions from losses alone
+        trainer = HybridTrainer(model, make_optimizer("sgd", model), loss_fn, steps_cost)
         it = torch_batches(0)
         for batch in islice(it, 250):
             trainer.step(batch)
         saved = copy.deepcopy((model.state_dict(), trainer.optimizer.state_dict(),
                                trainer.state_dict()))
         other_model = mlp(5)
-        other = HybridTrainer(other_model, make_optimizer("sgd", other_model), loss_fn)
+        other = HybridTrainer(other_model, make_optimizer("sgd", other_model), loss_fn,
+                              steps_cost)
         other_model.load_state_dict(saved[0])
         other.optimizer.load_state_dict(saved[1])
         other.load_state_dict(saved[2])
