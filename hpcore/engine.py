@@ -482,6 +482,12 @@ class HybridEngine:
             self._set_phase(Phase.FULL, self.config.full_steps, reason="warmup_done")
             return
         self._left = self.config.full_steps
+        if self._dormant > 0:
+            # A decision point the policy sits out: no forecast quality to compute, only its
+            # pause to count down.
+            if getattr(self.policy, "idle_decisions", 0) > 0:
+                self.policy.choose(None)
+            return
         if self.history.count < self.predictor.min_snapshots or len(self.trend) < 3:
             return
         confidence = self.predictor.confidence(self.history)
