@@ -84,6 +84,11 @@ def _group_offsets(port: TrainingPort, n: int) -> np.ndarray:
     return o
 
 
+def len_probe_pool(pool: deque[Any]) -> int:
+    """Batches the probe pool takes from each Full phase (its capacity)."""
+    return pool.maxlen or 0
+
+
 def _policy_state(policy: HorizonBandit | HorizonPolicy) -> dict[str, Any]:
     if isinstance(policy, HorizonBandit):
         return policy.state_dict()
@@ -390,7 +395,11 @@ class HybridEngine:
             self.history.restart(self.theta)
         update = None
         if math.isfinite(loss):
-            if self._recent.maxlen:
+            if self.phase is Phase.FULL and self._left > self.config.full_steps - len_probe_pool(
+                    self._recent):
+                # Probe batches come from the start of a Full phase: by the time a jump is
+                # judged they are 60-140 steps old. The batches of the last few steps would
+                # read low (the model was just fitted to them) and make every jump look worse.
                 self._recent.append(batch)
             update = self.history.observe(self.theta)
             if update.snapshot:

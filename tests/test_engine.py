@@ -270,7 +270,8 @@ def test_confidence_decays_with_prediction_error(quadratic):
 
 class TestProbeBatches:
     def test_probe_is_the_mean_over_the_jump_batch_and_the_ones_before(self, quadratic):
-        """The probe set is the batches of the last ``probe_batches - 1`` full steps and of
+        """The probe set is the batches of the first ``probe_batches - 1`` steps of the Full
+        phase before the jump (not the last ones: the model was just fitted to those) and of
         the jump's first step; its loss is their mean, at the cost of one forward each."""
         trainer = make(quadratic, probe_batches=3)
         batches = [FAR + 0.01 * i for i in range(500)]
@@ -282,7 +283,9 @@ class TestProbeBatches:
         calls = quadratic.loss_calls
         trainer.step(batches[i])
         probe = trainer.engine._probe
-        assert [float(b[0]) for b in probe] == [float(b[0]) for b in batches[i - 2 : i + 1]]
+        start = i - SMALL["full_steps"]  # the Full phase that fed the jump
+        expected_batches = [*batches[start : start + 2], batches[i]]
+        assert [float(b[0]) for b in probe] == [float(b[0]) for b in expected_batches]
         expected = np.mean([0.5 * float((origin - b) @ (origin - b)) for b in probe])
         assert trainer.engine._loss_before == pytest.approx(expected, rel=1e-6)
         assert quadratic.loss_calls - calls == 3
