@@ -265,8 +265,9 @@ class HybridTrainerConfig:
             ``None`` snapshots raw parameters.
         check_interval: predicted steps between two forward-only probe checks.
         probe_batches: batches a probe loss is averaged over: the batch of the jump's first
-            predicted step and the ones of the full steps just before it. One batch's loss is
-            too noisy to judge a jump by; each check costs this many forward passes.
+            predicted step and the first ones of the Full phase before it (the last ones read
+            low: the model was just fitted to them). One batch's loss is too noisy to judge a
+            jump by; each check costs this many forward passes.
         rollback_tolerance: relative rise of the probe loss over its pre-jump value that ends
             a Predict phase at once (a transient rise below it is allowed: jumps are judged
             after the Correct phase).
