@@ -56,6 +56,12 @@ class HorizonBandit:
         self.b[1:, 0] = prior_reward
         self.pulls = np.zeros(k, dtype=np.int64)  # (K,) times each arm was judged
 
+    @property
+    def idle_decisions(self) -> int:
+        """Always 0: the bandit decides afresh at every decision point (the engine never goes
+        dormant on its account)."""
+        return 0
+
     def choose(self, context: np.ndarray) -> str | int:
         """The arm with the highest upper confidence bound (ties: the first listed)."""
         scores = kernels.linucb_scores(self.a_inv, self.b, context, self.alpha)

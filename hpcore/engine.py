@@ -84,11 +84,6 @@ def _group_offsets(port: TrainingPort, n: int) -> np.ndarray:
     return o
 
 
-def len_probe_pool(pool: deque[Any]) -> int:
-    """Batches the probe pool takes from each Full phase (its capacity)."""
-    return pool.maxlen or 0
-
-
 def _policy_state(policy: HorizonBandit | HorizonPolicy) -> dict[str, Any]:
     if isinstance(policy, HorizonBandit):
         return policy.state_dict()
@@ -177,7 +172,8 @@ class HybridEngine:
         self._confidence = 0.0
         self._base_confidence = 0.0  # the predictor's confidence at the jump's start
         self._probe: list[Any] | None = None  # the batches the jump in progress is probed on
-        self._recent: deque[Any] = deque(maxlen=config.probe_batches - 1)  # last full steps'
+        # Probe batches from the start of the last Full phase (the jump adds its own).
+        self._recent: deque[Any] = deque(maxlen=config.probe_batches - 1)
         self._loss_before = math.nan
         self._jump_start_step = 0
         self._saved_traj = 0  # trajectory_steps at the saved state
@@ -395,8 +391,8 @@ class HybridEngine:
             self.history.restart(self.theta)
         update = None
         if math.isfinite(loss):
-            if self.phase is Phase.FULL and self._left > self.config.full_steps - len_probe_pool(
-                    self._recent):
+            if self.phase is Phase.FULL and \
+                    self._left > self.config.full_steps - (self.config.probe_batches - 1):
                 # Probe batches come from the start of a Full phase: by the time a jump is
                 # judged they are 60-140 steps old. The batches of the last few steps would
                 # read low (the model was just fitted to them) and make every jump look worse.
@@ -450,7 +446,7 @@ class HybridEngine:
     def _go_dormant(self) -> None:
         """The policy said "none" and will say it again: skip bookkeeping until the history
         must be rebuilt for its next chance to jump."""
-        idle = getattr(self.policy, "idle_decisions", 0)
+        idle = self.policy.idle_decisions
         if idle < 1:  # it may jump at the next decision point: keep the history warm
             return
         rearm = (self.predictor.min_snapshots + 1) * self.config.snapshot_interval
@@ -494,7 +490,7 @@ class HybridEngine:
         if self._dormant > 0:
             # A decision point the policy sits out: no forecast quality to compute, only its
             # pause to count down.
-            if getattr(self.policy, "idle_decisions", 0) > 0:
+            if self.policy.idle_decisions > 0:
                 self.policy.choose(None)
             return
         if self.history.count < self.predictor.min_snapshots or len(self.trend) < 3:

@@ -209,7 +209,8 @@ _ema_update_serial = numba.njit(**_NJIT_SERIAL)(_ema_update_body)
 @register("ema_update", "numba")
 def ema_update_numba(theta: np.ndarray, ema: np.ndarray, beta: float) -> float:
     """Numba twin of :func:`ema_update_ref`: one fused pass, parallel from ``NUMBA_MIN_SIZE``
-    elements, a single vectorised thread below (no thread start-up: 4x NumPy's two passes)."""
+    elements, a single vectorised thread below (no thread start-up; 1.7x NumPy's two passes
+    at N = 1e5 on a 2-core VM)."""
     if theta.size >= NUMBA_MIN_SIZE:
         return float(_ema_update_loop(theta, ema, float(beta)))
     return float(_ema_update_serial(theta, ema, float(beta)))

@@ -128,12 +128,13 @@ def run_suite(
                     base = run_curve(task, lr=lr, steps=budget, seed=seed, schedule=schedule,
                                      on_step=on_step)
                     overrun = round(budget * OVERRUN) if schedule == "constant" else budget
+                    target = float(smoothed(base, TARGET_WINDOW)[-1])
                     for m in methods:
                         cfg = config if m == "hybrid" else None
                         c = run_curve(task, lr=lr, steps=budget, seed=seed, schedule=schedule,
                                       method=m, config=cfg, on_step=on_step,
                                       run_steps=overrun,
-                                      stop_at=float(smoothed(base, TARGET_WINDOW)[-1]),
+                                      stop_at=target,
                                       stop_window=TARGET_WINDOW)
                         r = seed_result(base, c)
                         r["seed"] = seed
