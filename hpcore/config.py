@@ -286,6 +286,16 @@ class HybridTrainerConfig:
             but not wall-clock make the policy back off (decisions then depend on timing;
             under DDP the charge is averaged over ranks). ``"steps"``: nothing (decisions
             depend only on losses: reproducible run to run).
+        total_steps: the run's length, when known: no jump starts that cannot be judged by
+            then, and the floor's slack is the whole run's (see ``floor``).
+        floor: share of the plain loop's progress per unit of time the run must keep (the
+            floor guard, :class:`hpcore.floor.FloorGuard`): a jump starts only when the
+            slack ``1 - floor`` of the steps so far (of the whole run with ``total_steps``),
+            plus what earlier jumps gained, less the engine's overhead (with
+            ``cost_model="wall"``), covers the jump's worst case (its Correct steps and probes
+            lost to a rollback); otherwise the engine sits out, dormant. With the defaults the
+            first jump is affordable after about ``correct_steps / (1 - floor)`` = 800 steps
+            (fewer with a known ``total_steps``). ``None`` turns the guard off.
     """
 
     warmup_steps: int = attrs.field(default=100, validator=_int_at_least(0))
@@ -314,6 +324,7 @@ class HybridTrainerConfig:
     )
     cost_model: str = attrs.field(default="wall", validator=_one_of("wall", "steps"))
     total_steps: int | None = attrs.field(default=None, validator=_optional(_int_at_least(1)))
+    floor: float | None = attrs.field(default=0.95, validator=_optional(_float_in(0.0, 1.0)))
     predictor: PredictorConfig = attrs.field(factory=LinearConfig, validator=_predictor_check)
     divergence: DivergenceConfig = attrs.field(
         factory=DivergenceConfig, validator=_instance(DivergenceConfig)

@@ -103,6 +103,20 @@ class DivergenceMonitor:
             self._absorb(loss, grad_norm)
         return events
 
+    def quiet(self, loss: float, grad_norm: float) -> bool:
+        """The cheap guard of a dormant step (a finite ``loss`` assumed): true when neither
+        the loss z-score nor the gradient ratio reaches a warning; such a step feeds the
+        baselines, so that they are current when the bookkeeping resumes. False: let
+        :meth:`full_step` judge it. A non-finite gradient norm (a mixed-precision step the
+        scaler skipped) is not a spike, as in :meth:`full_step`."""
+        if self.zscore(loss) > self.warning_zscore:
+            return False
+        if self.grad_seen >= self.config.min_baseline_steps and math.isfinite(grad_norm) and \
+                grad_norm > self.config.grad_explosion_ratio * math.exp(self.grad_log):
+            return False
+        self._absorb(loss, grad_norm)
+        return True
+
     def probe(self, step: int, loss: float, reference: float, skipped: int,
               slope: float) -> list[DivergenceEvent]:
         """Judge a forward-only probe loss, ``skipped`` predicted steps into a jump."""

@@ -22,6 +22,7 @@ from hpcore.bandit import HorizonBandit, context_vector
 from hpcore.config import HybridTrainerConfig
 from hpcore.divergence import DivergenceEvent, DivergenceMonitor, Level
 from hpcore.encoder import StateEncoder
+from hpcore.floor import FloorGuard
 from hpcore.history import SnapshotHistory
 from hpcore.horizon import HorizonPolicy
 from hpcore.port import TrainingPort
@@ -37,7 +38,7 @@ _SCALAR_STATE = (
     "_left", "step_count", "trajectory_steps", "_horizon", "_k", "_best_k", "_best_loss",
     "_confidence", "_base_confidence", "_loss_before", "_jump_start_step", "_saved_traj",
     "_taken", "_backward", "_forward_only", "_predicted", "_rollbacks", "_jumps", "_jumps_accepted",
-    "_dormant", "_dormant_steps",
+    "_dormant", "_dormant_steps", "_full_count", "_jump_full_count",
 )
 
 log = structlog.get_logger(__name__)
@@ -98,14 +99,18 @@ def _load_policy_state(policy: HorizonBandit | HorizonPolicy, state: dict[str, A
 
 
 class _Timer:
-    """Wall time of ``step``, the part of it spent in the port (framework work), and the
-    port's full steps alone; ``mark`` holds the three (and the backward count) at the start
-    of the current jump cycle."""
+    """Wall time of ``step``, the part of it spent in the port (framework work), the port's
+    full steps and forward passes alone, and the engine's own time in dormant steps; ``mark``
+    holds the first three (and the backward count) at the start of the current jump cycle."""
 
     def __init__(self) -> None:
         self.total = 0.0
         self.port = 0.0
         self.full = 0.0  # port time of full steps (forward, backward, optimizer)
+        self.forward = 0.0  # port time of forward-only passes (probes)
+        self.forwards = 0
+        self.dormant = 0.0  # engine time (not the port's) of dormant steps
+        self.dormant_steps = 0
         self.mark = (0.0, 0.0, 0)  # (total, full, backward passes) when the cycle began
 
 
@@ -155,6 +160,8 @@ class HybridEngine:
         self._drift_along = np.zeros(len(self.group_offsets) - 1)  # (G,) <v_g, D_g> at jump
         self._key = self.encoder.encode()  # state key of the jump in progress
         self.policy = _make_policy(config)
+        self.floor = (None if config.floor is None
+                      else FloorGuard(config.floor, config.total_steps))
         self._saved_theta = xp.array(theta, copy=True)  # (N,) last good state / jump origin
         self._saved_opt = port.optimizer_state()
         self._direction = xp.zeros_like(theta)  # (N,) forecast displacement D
@@ -180,6 +187,9 @@ class HybridEngine:
         self._taken = 0  # predicted steps kept by the current jump
         self._dormant = 0  # full steps left with no bookkeeping (the policy is sitting out)
         self._dormant_steps = 0
+        self._was_dormant = False  # the step in progress was a dormant one
+        self._full_count = 0  # full steps (port.full_step calls)
+        self._jump_full_count = 0  # _full_count when the jump in progress started
         # Counters.
         self._backward = 0
         self._forward_only = 0
@@ -191,11 +201,13 @@ class HybridEngine:
         self._events: list[DivergenceEvent] = []
         self.jump_records: list[JumpRecord] = []
         self._timer = _Timer()
+        self._sit_out_the_start()
 
     # ------------------------------------------------------------------ public surface
     def step(self, batch: Any) -> StepResult:
         """One training step: full, predicted or corrective, as the phase machine says."""
         start = time.perf_counter()
+        port_before = self._timer.port
         phase = self.phase
         if phase is Phase.PREDICT:
             loss, rolled_back = self._predicted_step(batch)
@@ -211,7 +223,12 @@ class HybridEngine:
         )
         self._phase_steps[phase.value] += 1
         self.step_count += 1
-        self._timer.total += time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        self._timer.total += elapsed
+        if self._was_dormant:
+            self._was_dormant = False
+            self._timer.dormant += elapsed - (self._timer.port - port_before)
+            self._timer.dormant_steps += 1
         return result
 
     def statistics(self) -> TrainingStatistics:
@@ -232,7 +249,9 @@ class HybridEngine:
             wall_time_s=self._timer.total,
             engine_time_s=max(0.0, self._timer.total - self._timer.port),
             dormant_steps=self._dormant_steps,
+            floor_credit=self._floor_credit(),
         )
+
 
     @property
     def events(self) -> tuple[DivergenceEvent, ...]:
@@ -295,6 +314,7 @@ class HybridEngine:
             "jumps": [attrs.asdict(j) for j in self.jump_records],
             "saved_optimizer_state": self._saved_opt,
             "probe": {"set": self._probe, "recent": list(self._recent)},
+            "floor_realized": None if self.floor is None else self.floor.realized,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -345,6 +365,8 @@ class HybridEngine:
         self._probe = None if probe["set"] is None else list(probe["set"])
         self._recent.clear()
         self._recent.extend(probe["recent"])
+        if self.floor is not None:
+            self.floor.realized = float(state.get("floor_realized") or 0.0)
         self._start_cycle()  # timings are this process's own: the next charge starts now
 
     # ------------------------------------------------------------------ port calls
@@ -355,12 +377,16 @@ class HybridEngine:
         self._timer.port += dt
         self._timer.full += dt
         self._backward += 1
+        self._full_count += 1
         return float(out[0]), float(out[1])
 
     def _port_forward(self, batch: Any) -> float:
         t0 = time.perf_counter()
         loss = float(self.port.forward_loss(batch))
-        self._timer.port += time.perf_counter() - t0
+        dt = time.perf_counter() - t0
+        self._timer.port += dt
+        self._timer.forward += dt
+        self._timer.forwards += 1
         if self.port.forward_costs_backward:
             self._backward += 1
         else:
@@ -383,10 +409,11 @@ class HybridEngine:
         if self._dormant > 0:
             with np.errstate(over="ignore", invalid="ignore"):  # a float32 sum may overflow
                 finite = math.isfinite(loss) and math.isfinite(float(self.theta @ self.theta))
-            if finite:
+            if finite and self.monitor.quiet(loss, grad_norm):
                 return loss, self._dormant_step()
-            # A non-finite loss or parameter (or a float32 overflow of the sum of squares):
-            # the guarded path below tells them apart and rolls back where it must.
+            # A non-finite loss or parameter (or a float32 overflow of the sum of squares),
+            # a loss or gradient spike: the guarded path below tells them apart and rolls
+            # back where it must.
             self._dormant = 0
             self.history.restart(self.theta)
         update = None
@@ -433,7 +460,12 @@ class HybridEngine:
         """
         self._dormant -= 1
         self._dormant_steps += 1
+        self._was_dormant = True
         self.trajectory_steps += 1
+        if self.trajectory_steps - self._saved_traj >= self.config.full_steps:
+            # The fallback of a critical event stays recent while dormant too: a non-finite
+            # step after a long sit-out must not rewind the run to where it began.
+            self._save_good_state()
         if self._dormant == 0:
             self.history.restart(self.theta)
             self.trend.clear()
@@ -443,17 +475,87 @@ class HybridEngine:
             self._end_full_phase()
         return False
 
-    def _go_dormant(self) -> None:
-        """The policy said "none" and will say it again: skip bookkeeping until the history
-        must be rebuilt for its next chance to jump."""
-        idle = self.policy.idle_decisions
+    def _go_dormant(self, idle: int) -> None:
+        """No jump at the next ``idle`` decision points: skip bookkeeping until the history
+        must be rebuilt for the chance after them."""
         if idle < 1:  # it may jump at the next decision point: keep the history warm
             return
         rearm = (self.predictor.min_snapshots + 1) * self.config.snapshot_interval
         steps = self._left + idle * self.config.full_steps - rearm
         if steps > 0:
-            self._dormant = steps
-            log.info("dormant", step=self.step_count, steps=steps)
+            self._dormant = max(self._dormant, steps)
+            log.info("dormant", step=self.step_count, steps=self._dormant)
+
+    # ------------------------------------------------------------------ the floor
+    def _overhead(self) -> tuple[float, float, float]:
+        """``(excess, active rate, forward pass)`` in full steps: the engine's time so far
+        beyond what dormant steps would have cost, its overhead per bookkept step, and one
+        forward-only pass. Zeros with ``cost_model="steps"``."""
+        t = self._timer
+        if self.config.cost_model == "steps" or self._full_count == 0 or t.full <= 0.0:
+            return 0.0, 0.0, 0.0
+        step_s = t.full / self._full_count
+        overhead = max(t.total - t.full, 0.0) / step_s
+        dormant = t.dormant / step_s
+        dormant_rate = dormant / t.dormant_steps if t.dormant_steps > 0 else 0.0
+        active_steps = self._full_count - t.dormant_steps
+        active = (overhead - dormant) / active_steps if active_steps > 0 else 0.0
+        forward = t.forward / t.forwards / step_s if t.forwards > 0 else 0.5
+        excess = max(overhead - dormant_rate * self._full_count, 0.0)
+        return excess, max(active, 0.0), forward
+
+    def _floor_credit(self) -> float | None:
+        if self.floor is None:
+            return None
+        return self.floor.credit(self._full_count, self._overhead()[0])
+
+    def _sit_out_the_start(self) -> None:
+        """Dormant from the first step while the floor's slack cannot cover even the cheapest
+        jump (its Correct steps, no overhead counted) at a decision point: the bookkeeping
+        before the first one it can would be wasted. A run whose whole slack is too small
+        (``total_steps`` known) stays dormant to its end."""
+        if self.floor is None:
+            return
+        cfg = self.config
+        credit = self.floor.credit(0, 0.0)
+        if credit >= cfg.correct_steps:
+            return
+        if cfg.total_steps is not None:
+            self._dormant = cfg.total_steps
+        else:
+            earliest = self.floor.steps_until(cfg.correct_steps - credit)
+            if not math.isfinite(earliest):  # a floor of 1: never
+                self._dormant = 2**62
+            else:
+                first = cfg.warmup_steps + cfg.full_steps
+                at = first + cfg.full_steps * max(0, math.ceil((earliest - first) / cfg.full_steps))
+                rearm = (self.predictor.min_snapshots + 1) * cfg.snapshot_interval
+                self._dormant = max(at - rearm, 0)
+        if self._dormant > 0:
+            log.info("dormant", step=0, steps=self._dormant, reason="floor")
+
+    def _floor_allows(self, horizon: int) -> bool:
+        """Whether the floor's credit covers this jump's worst case (rolled back after its
+        Correct phase: those steps and its probes lost); if not, sit out until it may."""
+        if self.floor is None:
+            return True
+        cfg = self.config
+        excess, active, forward = self._overhead()
+        credit = self.port.all_reduce_mean(self.floor.credit(self._full_count, excess))
+        probes = cfg.probe_batches * (-(-horizon // cfg.check_interval) + 2)
+        worst = cfg.correct_steps * (1.0 + active) + probes * forward
+        if credit >= worst:
+            return True
+        wait = self.floor.steps_until(worst - credit)
+        if not math.isfinite(wait):  # no credit to come: look again after as long again
+            wait = max(self.step_count, cfg.full_steps)
+        if cfg.total_steps is not None:
+            wait = min(wait, max(cfg.total_steps - self.step_count, cfg.full_steps))
+        idle = max(1, math.ceil((wait - self._left) / cfg.full_steps))
+        log.info("jump_skipped", step=self.step_count, reason="floor", credit=round(credit, 2),
+                 needed=round(worst, 2), idle_decisions=idle)
+        self._go_dormant(idle)
+        return False
 
     def _save_good_state(self) -> None:
         kernels.copy(self._saved_theta, self.theta)
@@ -500,7 +602,7 @@ class HybridEngine:
         arm = self.policy.choose(context)
         if arm == "none":
             self._start_cycle()
-            self._go_dormant()
+            self._go_dormant(self.policy.idle_decisions)
             return
         end = self.config.total_steps
         horizon = 1 if arm == "average" else int(arm)
@@ -509,6 +611,8 @@ class HybridEngine:
             self._dormant = max(end - self.step_count, self.config.full_steps)
             log.info("jump_skipped", step=self.step_count, reason="end_of_run", total_steps=end,
                      dormant=self._dormant)
+            return
+        if not self._floor_allows(horizon):
             return
         if arm == "average":
             # Lookahead-like: one predicted step to the averaged point.
@@ -522,6 +626,7 @@ class HybridEngine:
             self.predictor.forecast(self.history, self.theta, horizon, self._direction)
             self._correct_forecast()
         self._save_good_state()
+        self._jump_full_count = self._full_count
         self._jumps += 1
         self._arm = arm
         self._context = context
@@ -668,6 +773,11 @@ class HybridEngine:
                         loss_before=self._loss_before, loss_after=loss_after)
         else:
             self._jumps_accepted += 1
+        if self.floor is not None:
+            # A rolled-back jump loses every full step it discarded; a kept one is valued by
+            # the trend (gained may be negative: kept, but behind where the steps would be).
+            discarded = self._full_count - self._jump_full_count
+            self.floor.record(-float(discarded) if rolled_back or gained is None else gained)
         cost = self._cycle_cost()
         self._start_cycle()
         net = None if gained is None else gained - cost

@@ -57,6 +57,8 @@ class TrainingStatistics:
         wall_time_s: time inside ``step`` in all; ``engine_time_s`` the part that is the
             engine's own work (not the framework's forward, backward and optimizer).
         dormant_steps: full steps taken with no bookkeeping while the horizon policy sat out.
+        floor_credit: steps jumps may still lose before the run falls below the floor (the
+            floor guard's ledger, overhead included); ``None`` with the guard off.
     """
 
     total_steps: int
@@ -71,6 +73,7 @@ class TrainingStatistics:
     wall_time_s: float
     engine_time_s: float
     dormant_steps: int = 0
+    floor_credit: float | None = None
 
     @property
     def backward_reduction_pct(self) -> float:

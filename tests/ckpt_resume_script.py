@@ -28,7 +28,7 @@ def main(argv: list[str]) -> None:
     model = MLP(64, 32, 10)
     # cost_model="steps": decisions from losses alone, so the two processes can agree bit for bit.
     cfg = HybridTrainerConfig(warmup_steps=50, full_steps=40, max_predict_steps=40,
-                              correct_steps=20, cost_model="steps")
+                              correct_steps=20, cost_model="steps", floor=None)
     trainer = HybridTrainer(model.init(0), model.loss_and_grad, Adam(1e-3), cfg,
                             loss_fn=model.loss)
     if load:

@@ -35,6 +35,7 @@ CFG = HybridTrainerConfig(
     warmup_steps=20, full_steps=30, max_predict_steps=40, correct_steps=10, history_size=4,
     snapshot_interval=5, check_interval=10, predictor=LinearConfig(window=4),
     horizon_policy="linucb", cost_model="steps",  # the bandit learns from losses alone here
+    floor=None,  # the bandit, not the floor guard, must learn to stop
 )
 
 

@@ -1,4 +1,8 @@
-"""End to end: a NumPy MLP on scikit-learn's digits, hybrid (default config) against plain."""
+"""End to end: a NumPy MLP on scikit-learn's digits, hybrid against plain.
+
+The default config less its floor guard: on a model this small the engine's own time leaves
+the guard no slack for a jump, and this test is about what jumps do to accuracy.
+"""
 
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ def test_default_config_matches_plain_accuracy(optimizer, lr, seed):
     """Same step budget: accuracy within 1 point of the plain loop, backward passes skipped."""
     work = digits_mlp(seed, optimizer)
     base = run_curve(work, lr=lr, steps=STEPS, seed=seed)
-    hyb = run_curve(work, lr=lr, steps=STEPS, seed=seed, config=HybridTrainerConfig())
+    hyb = run_curve(work, lr=lr, steps=STEPS, seed=seed, config=HybridTrainerConfig(floor=None))
     stats = hyb.statistics
     ttt = time_to_target(base, hyb)
     skipped = 1 - stats["backward_passes"] / stats["total_steps"]

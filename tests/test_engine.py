@@ -19,6 +19,7 @@ SMALL = dict(
     warmup_steps=10, full_steps=20, max_predict_steps=40, correct_steps=10, history_size=4,
     snapshot_interval=5, check_interval=10, predictor=LinearConfig(window=4),
     probe_batches=1,  # these tests craft the probe batch: the jump's first one
+    floor=None,  # jumps from the first decision point on (TestFloorGuard turns it on)
 )
 
 

@@ -74,7 +74,7 @@ def _noise_trainer(**overrides):
 
     fields = dict(warmup_steps=20, full_steps=30, max_predict_steps=40, correct_steps=10,
                   history_size=4, snapshot_interval=5, check_interval=10,
-                  predictor=LinearConfig(window=4), cost_model="steps")
+                  predictor=LinearConfig(window=4), cost_model="steps", floor=None)
     fields.update(overrides)
     return HybridTrainer(np.zeros(50, np.float32), lg, SGD(0.2), HybridTrainerConfig(**fields),
                          loss_fn=lf)
@@ -171,7 +171,7 @@ class TestWallClockCharge:
         cfg = HybridTrainerConfig(warmup_steps=20, full_steps=30, max_predict_steps=40,
                                   correct_steps=10, history_size=4, snapshot_interval=5,
                                   check_interval=10, predictor=LinearConfig(window=4),
-                                  cost_model=cost_model)
+                                  cost_model=cost_model, floor=None)
         trainer = HybridTrainer(np.zeros(20, np.float32), lg, SGD(0.002), cfg,
                                 loss_fn=lambda p, c: lg(p, c)[0])
         trainer.engine.predictor = _SlowLinear(cfg.predictor)

@@ -91,7 +91,7 @@ class TestConfiguredPredictorIsUsed:
                                 ("rssm", RSSMConfig(window=6, sample_size=64, batch_size=64))]:
             cfg = HybridTrainerConfig(warmup_steps=20, full_steps=80, history_size=8,
                                       snapshot_interval=10, predictor=predictor,
-                                      confidence_threshold=0.0)
+                                      confidence_threshold=0.0, floor=None)
             trainer = HybridTrainer(np.zeros(n, np.float32), loss_and_grad,
                                     SGD(lr=0.05, momentum=0.9), cfg, loss_fn=loss)
             for b in batches:

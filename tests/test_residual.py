@@ -38,7 +38,7 @@ def run(capacity: int):
     cfg = HybridTrainerConfig(
         warmup_steps=20, full_steps=30, max_predict_steps=40, correct_steps=10, history_size=4,
         snapshot_interval=5, check_interval=20, predictor=LinearConfig(window=4),
-        residual_capacity=capacity, rollback_tolerance=100.0,
+        residual_capacity=capacity, rollback_tolerance=100.0, floor=None,
     )
     trainer = HybridTrainer(np.zeros(40, np.float32), lg, SGD(0.5), cfg, loss_fn=lf,
                             group_sizes=[20, 20])

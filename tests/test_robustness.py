@@ -17,7 +17,7 @@ from hpcore.optim import SGD, Adam
 KINDS = st.sampled_from(["ok"] * 6 + ["nan", "inf", "huge_grad", "nan_grad"])
 CFG = HybridTrainerConfig(
     warmup_steps=5, full_steps=8, max_predict_steps=12, correct_steps=4, history_size=3,
-    snapshot_interval=2, check_interval=3, predictor=LinearConfig(window=3),
+    snapshot_interval=2, check_interval=3, predictor=LinearConfig(window=3), floor=None,
 )
 
 

