@@ -407,9 +407,14 @@ class HybridEngine:
         loss, grad_norm = self._port_full_step(batch)
         loss = self.port.all_reduce_mean(loss)
         if self._dormant > 0:
-            with np.errstate(over="ignore", invalid="ignore"):  # a float32 sum may overflow
-                finite = math.isfinite(loss) and math.isfinite(float(self.theta @ self.theta))
-            if finite and self.monitor.quiet(loss, grad_norm):
+            # Every step is handed back with finite parameters, dormant or not. Once the
+            # monitor knows the gradient's level, a finite loss and a gradient below ten
+            # times that level cannot have thrown finite parameters out of range: only
+            # then, and not before a fallback refresh, is the sum of squares skipped.
+            trusted = self.monitor.grad_seen >= self.config.divergence.min_baseline_steps and \
+                self.trajectory_steps + 1 - self._saved_traj < self.config.full_steps
+            if math.isfinite(loss) and self.monitor.quiet(loss, grad_norm) and \
+                    (trusted or self._params_finite()):
                 return loss, self._dormant_step()
             # A non-finite loss or parameter (or a float32 overflow of the sum of squares),
             # a loss or gradient spike: the guarded path below tells them apart and rolls
@@ -451,9 +456,13 @@ class HybridEngine:
             self._end_full_phase()
         return loss, False
 
+    def _params_finite(self) -> bool:
+        with np.errstate(over="ignore", invalid="ignore"):  # a float32 sum may overflow
+            return math.isfinite(float(self.theta @ self.theta))
+
     def _dormant_step(self) -> bool:
-        """A full step while the policy sits out: counters only, no per-step bookkeeping
-        (the caller checked that the loss and the parameters are finite).
+        """A full step while the engine sits out: counters only, no per-step bookkeeping
+        (the caller checked that the loss and the parameters are finite and quiet).
 
         The history restarts early enough to hold a full window again by the next decision
         point at which the policy may jump.

@@ -145,12 +145,14 @@ class TestDormant:
         assert b.statistics().dormant_steps == a.statistics().dormant_steps > 50
 
     def test_overflowing_update_while_dormant_is_caught(self):
-        """A finite loss whose update overflows the parameters is caught on the same step."""
+        """A finite loss whose update throws the parameters out of range is caught on the
+        same step: its gradient is a spike the dormant guard hands to the monitor."""
         rng = np.random.default_rng(2)
         trainer = _noise_trainer()
         _until_dormant(trainer, rng)
         r = trainer.step("huge")
         assert r.rolled_back and r.loss == 1.0
+        assert trainer.statistics().divergence_events.get("grad_explosion") == 1
         assert np.all(np.isfinite(trainer.params))
         assert trainer.engine._dormant == 0
 

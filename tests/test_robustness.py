@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import attrs
 import numpy as np
 import pytest
 import structlog
@@ -64,13 +65,15 @@ class Scripted:
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(script=st.lists(KINDS, min_size=1, max_size=40), adam=st.booleans(),
-       steps=st.integers(20, 150))
-def test_no_accepted_state_is_non_finite(script, adam, steps):
-    """After every step the parameters are finite, whatever the losses did."""
+       steps=st.integers(20, 150), guarded=st.booleans())
+def test_no_accepted_state_is_non_finite(script, adam, steps, guarded):
+    """After every step the parameters are finite, whatever the losses did: jumping, or
+    dormant from the first step under a floor guard whose slack affords no jump."""
     problem = Scripted(script)
     opt = Adam(0.05) if adam else SGD(0.05, momentum=0.9)
+    cfg = attrs.evolve(CFG, floor=0.95, total_steps=steps) if guarded else CFG
     with np.errstate(all="ignore"):
-        trainer = HybridTrainer(np.zeros(6, np.float32), problem.loss_and_grad, opt, CFG,
+        trainer = HybridTrainer(np.zeros(6, np.float32), problem.loss_and_grad, opt, cfg,
                                 loss_fn=problem.loss)
         for i in range(steps):
             trainer.step(np.full(6, 3.0) + 0.01 * i)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hpcore.bench.runner import Curve, first_reach, smoothed, time_to_target
-from hpcore.bench.suite import seed_result, summarise, verdict
+from hpcore.bench.suite import markdown_table, seed_result, summarise, verdict
 
 
 def curve(label, loss, wall, backward, stats=None, overhead=0.0):
@@ -107,6 +107,27 @@ class TestSuiteMaths:
         assert verdict(s) == "loses: slower"
         assert verdict({**s, "wall_speedup": 1.3}) == "wins"
         assert verdict({**s, "wall_speedup": 1.3, "predicted_pct": 0.0}).startswith("never jumped")
+
+
+class TestMarkdownSummary:
+    def _row(self, method, wall):
+        summary = {"wall_speedup": wall, "backward_speedup": wall, "reached": 3 if wall else 0,
+                   "seeds": 3, "final_loss_vs_baseline_pct": 0.0, "predicted_pct": 0.0,
+                   "rollbacks": 0, "overhead_pct": 1.0}
+        return {"workload": "w", "optimizer": "sgd", "schedule": "constant", "method": method,
+                "lr": 0.1, "steps": 100, "summary": summary,
+                "verdict": verdict(summary, method)}
+
+    def test_control_range_is_over_reached_rows_and_the_floor_is_counted(self):
+        """Misses are counted as misses, not as a 0.00x end of the control's range; the
+        sentence says how many hybrid and control rows hold the 0.95x floor."""
+        rows = [self._row("hybrid", 0.97), self._row("hybrid", 0.9), self._row("hybrid", None),
+                self._row("control", 0.9), self._row("control", 1.1),
+                self._row("control", None)]
+        text = markdown_table({"results": rows})
+        assert "at or above the 0.95x floor in 1 of 3" in text
+        assert "ranges 0.90-1.10x where it reaches the target and misses it in 1 of 3" in text
+        assert "(1 of 3 at or above 0.95x)" in text
 
 
 class TestOverrun:
