@@ -496,27 +496,28 @@ class HybridEngine:
             log.info("dormant", step=self.step_count, steps=self._dormant)
 
     # ------------------------------------------------------------------ the floor
-    def _overhead(self) -> tuple[float, float, float]:
-        """``(excess, active rate, forward pass)`` in full steps: the engine's time so far
-        beyond what dormant steps would have cost, its overhead per bookkept step, and one
-        forward-only pass. Zeros with ``cost_model="steps"``."""
+    def _overhead(self) -> tuple[float, float, float, float]:
+        """``(overhead, rate, active rate, forward pass)`` in full steps: the engine's time so
+        far beyond the full steps themselves; its rate per step to expect while no jump is
+        made (the dormant steps' where measured, else the bookkept steps'); its rate per
+        bookkept step; one forward-only pass. Zeros with ``cost_model="steps"``."""
         t = self._timer
         if self.config.cost_model == "steps" or self._full_count == 0 or t.full <= 0.0:
-            return 0.0, 0.0, 0.0
+            return 0.0, 0.0, 0.0, 0.0
         step_s = t.full / self._full_count
         overhead = max(t.total - t.full, 0.0) / step_s
         dormant = t.dormant / step_s
-        dormant_rate = dormant / t.dormant_steps if t.dormant_steps > 0 else 0.0
         active_steps = self._full_count - t.dormant_steps
-        active = (overhead - dormant) / active_steps if active_steps > 0 else 0.0
+        active = max((overhead - dormant) / active_steps, 0.0) if active_steps > 0 else 0.0
+        rate = dormant / t.dormant_steps if t.dormant_steps > 0 else active
         forward = t.forward / t.forwards / step_s if t.forwards > 0 else 0.5
-        excess = max(overhead - dormant_rate * self._full_count, 0.0)
-        return excess, max(active, 0.0), forward
+        return overhead, rate, active, forward
 
     def _floor_credit(self) -> float | None:
         if self.floor is None:
             return None
-        return self.floor.credit(self._full_count, self._overhead()[0])
+        overhead, rate, _, _ = self._overhead()
+        return self.floor.credit(self._full_count, overhead, rate)
 
     def _sit_out_the_start(self) -> None:
         """Dormant from the first step while the floor's slack cannot cover even the cheapest
@@ -526,13 +527,13 @@ class HybridEngine:
         if self.floor is None:
             return
         cfg = self.config
-        credit = self.floor.credit(0, 0.0)
+        credit = self.floor.credit(0, 0.0, 0.0)
         if credit >= cfg.correct_steps:
             return
         if cfg.total_steps is not None:
             self._dormant = cfg.total_steps
         else:
-            earliest = self.floor.steps_until(cfg.correct_steps - credit)
+            earliest = self.floor.steps_until(cfg.correct_steps - credit, 0.0)
             if not math.isfinite(earliest):  # a floor of 1: never
                 self._dormant = 2**62
             else:
@@ -549,20 +550,23 @@ class HybridEngine:
         if self.floor is None:
             return True
         cfg = self.config
-        excess, active, forward = self._overhead()
-        credit = self.port.all_reduce_mean(self.floor.credit(self._full_count, excess))
+        overhead, rate, active, forward = self._overhead()
         probes = cfg.probe_batches * (-(-horizon // cfg.check_interval) + 2)
         worst = cfg.correct_steps * (1.0 + active) + probes * forward
-        if credit >= worst:
+        # Timings are each rank's own: every number the decision reads is averaged first.
+        credit = self.floor.credit(self._full_count, overhead, rate)
+        margin = self.port.all_reduce_mean(credit - worst)
+        if margin >= 0.0:
             return True
-        wait = self.floor.steps_until(worst - credit)
+        rate = self.port.all_reduce_mean(rate)
+        wait = self.floor.steps_until(-margin, rate)
         if not math.isfinite(wait):  # no credit to come: look again after as long again
             wait = max(self.step_count, cfg.full_steps)
         if cfg.total_steps is not None:
             wait = min(wait, max(cfg.total_steps - self.step_count, cfg.full_steps))
         idle = max(1, math.ceil((wait - self._left) / cfg.full_steps))
         log.info("jump_skipped", step=self.step_count, reason="floor", credit=round(credit, 2),
-                 needed=round(worst, 2), idle_decisions=idle)
+                 needed=round(worst, 2), short=round(-margin, 2), idle_decisions=idle)
         self._go_dormant(idle)
         return False
 

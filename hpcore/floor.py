@@ -1,20 +1,23 @@
 """The floor guard: jumps may only risk progress the run can afford to lose.
 
 A conservative-exploration ledger (in the spirit of conservative bandits: explore only while
-the worst case keeps the learner above a fixed share of its safe policy). The safe policy is
-the engine sitting out, dormant: the plain loop plus a finiteness check per step. Everything
-is counted in full steps, the unit the plain loop progresses in:
+the worst case keeps the learner above a fixed share of the baseline). The baseline is the
+plain loop; everything is counted in its unit, full steps:
 
 - ``alpha * steps``: the slack a floor of ``1 - alpha`` allows over the steps so far (over
   the whole run when its length is known);
 - ``+ realized``: what judged jumps gained against the loss trend (a rolled-back jump loses
   the full steps it discarded);
-- ``- excess``: the engine's time beyond what sitting out would have cost (bookkeeping for
-  the forecast, probe forward passes, predicted steps), in units of a full step.
+- ``- overhead``: the engine's own time beyond the full steps (bookkeeping, probe forward
+  passes, predicted steps, the guard of dormant steps), in units of a full step; with the run's
+  length known, the overhead of the steps still to come is reserved as well.
 
 A jump is started only when this credit covers its worst case (its Correct steps and probe
 forward passes, lost to a rollback): so, up to the accuracy of the loss trend that values a
-kept jump, jumping never costs more than ``1 - floor`` of the run against sitting out.
+kept jump, the trainer keeps ``floor`` of the plain loop's progress per unit of time, as far
+as its own decisions go. Where sitting out alone costs more than the slack (a model whose
+step is not much longer than the engine's per-step guard) no jump is ever affordable and the
+floor is out of the engine's reach.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ class FloorGuard:
     """The ledger of what jumps have gained and lost, against what the floor allows.
 
     Args:
-        floor: share of the safe policy's progress per unit of time the run must keep
-            (``alpha = 1 - floor`` is the slack jumps may spend).
+        floor: share of the plain loop's progress per unit of time the run must keep
+            (``alpha = 1 - floor`` is the slack jumps and the engine's time may spend).
         total_steps: the run's length when known: the slack is then the whole run's (the
             floor holds at its end); otherwise it grows with the steps taken (the floor
             holds at every step).
@@ -40,18 +43,25 @@ class FloorGuard:
         self.total_steps = total_steps
         self.realized = 0.0  # steps gained (+) or lost (-) by judged jumps
 
-    def credit(self, steps: int, excess: float) -> float:
-        """Steps jumps may still lose, ``steps`` full steps into the run, after ``excess``
-        full steps' worth of engine time beyond the safe policy's."""
-        basis = float(max(steps, self.total_steps or 0))
-        return self.alpha * basis + self.realized - excess
+    def credit(self, steps: int, overhead: float, rate: float) -> float:
+        """Steps jumps may still lose, ``steps`` full steps and ``overhead`` full steps' worth
+        of engine time into the run; ``rate`` is the overhead per step to expect from here on
+        (reserved for the rest of the run when its length is known)."""
+        basis = float(steps)
+        projected = overhead
+        if self.total_steps is not None and self.total_steps > steps:
+            basis = float(self.total_steps)
+            projected += rate * (self.total_steps - steps)
+        return self.alpha * basis + self.realized - projected
 
-    def steps_until(self, deficit: float) -> float:
-        """Full steps without a jump until the credit grows by ``deficit`` (``inf`` when the
-        slack is the whole run's already: waiting adds none)."""
-        if self.total_steps is not None or self.alpha <= 0.0:
+    def steps_until(self, deficit: float, rate: float) -> float:
+        """Full steps without a jump until the credit grows by ``deficit`` at overhead
+        ``rate`` per step; ``inf`` when it does not grow (the slack is the whole run's
+        already, or the overhead eats it)."""
+        growth = self.alpha - rate
+        if self.total_steps is not None or growth <= 0.0:
             return math.inf
-        return deficit / self.alpha
+        return deficit / growth
 
     def record(self, realized: float) -> None:
         """A jump was judged: ``realized`` steps gained (negative: lost)."""

@@ -71,21 +71,25 @@ def _noise(trainer, steps, rng):
 class TestLedger:
     def test_slack_grows_with_the_steps_taken(self):
         g = FloorGuard(0.95)
-        assert g.credit(100, excess=2.0) == pytest.approx(0.05 * 100 - 2.0)
+        assert g.credit(100, overhead=2.0, rate=0.5) == pytest.approx(0.05 * 100 - 2.0)
         g.record(-3.0)
-        assert g.credit(200, excess=0.0) == pytest.approx(10.0 - 3.0)
-        assert g.steps_until(5.0) == pytest.approx(100.0)
+        assert g.credit(200, overhead=0.0, rate=0.0) == pytest.approx(10.0 - 3.0)
+        assert g.steps_until(5.0, rate=0.0) == pytest.approx(100.0)
+        assert g.steps_until(5.0, rate=0.03) == pytest.approx(250.0)  # 2% a step left over
+        assert math.isinf(g.steps_until(5.0, rate=0.06))  # the overhead eats the slack
 
-    def test_a_known_run_length_gives_its_whole_slack_at_once(self):
+    def test_a_known_run_length_gives_its_whole_slack_and_reserves_its_overhead(self):
         g = FloorGuard(0.9, total_steps=1000)
-        assert g.credit(10, excess=1.0) == pytest.approx(100.0 - 1.0)
-        assert g.credit(1500, excess=0.0) == pytest.approx(150.0)  # ran past it
-        assert math.isinf(g.steps_until(1.0))  # waiting adds nothing
+        assert g.credit(10, overhead=1.0, rate=0.0) == pytest.approx(100.0 - 1.0)
+        # 2% a step for the 990 steps still to come is reserved.
+        assert g.credit(10, overhead=1.0, rate=0.02) == pytest.approx(100.0 - 1.0 - 19.8)
+        assert g.credit(1500, overhead=0.0, rate=0.02) == pytest.approx(150.0)  # ran past it
+        assert math.isinf(g.steps_until(1.0, rate=0.0))  # waiting adds nothing
 
     def test_a_floor_of_one_never_allows_a_risk(self):
         g = FloorGuard(1.0)
-        assert g.credit(10_000, excess=0.0) == 0.0
-        assert math.isinf(g.steps_until(1.0))
+        assert g.credit(10_000, overhead=0.0, rate=0.0) == 0.0
+        assert math.isinf(g.steps_until(1.0, rate=0.0))
 
     def test_bad_floor_fails_at_construction(self):
         with pytest.raises(ValueError, match="'floor' must be in"):
