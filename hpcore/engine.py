@@ -520,20 +520,19 @@ class HybridEngine:
         return self.floor.credit(self._full_count, overhead, rate)
 
     def _sit_out_the_start(self) -> None:
-        """Dormant from the first step while the floor's slack cannot cover even the cheapest
-        jump (its Correct steps, no overhead counted) at a decision point: the bookkeeping
-        before the first one it can would be wasted. A run whose whole slack is too small
-        (``total_steps`` known) stays dormant to its end."""
+        """Dormant from the first step until the history must be built for the first decision
+        point whose slack covers the cheapest jump (its Correct steps, no overhead counted):
+        bookkeeping before it would be wasted, and the dormant steps measure the guard's own
+        cost, which the floor reserves for the rest of the run. A run whose whole slack is
+        too small (``total_steps`` known) stays dormant to its end."""
         if self.floor is None:
             return
         cfg = self.config
-        credit = self.floor.credit(0, 0.0, 0.0)
-        if credit >= cfg.correct_steps:
-            return
-        if cfg.total_steps is not None:
+        shortfall = cfg.correct_steps - self.floor.credit(0, 0.0, 0.0)
+        if shortfall > 0 and cfg.total_steps is not None:
             self._dormant = cfg.total_steps
         else:
-            earliest = self.floor.steps_until(cfg.correct_steps - credit, 0.0)
+            earliest = self.floor.steps_until(shortfall, 0.0) if shortfall > 0 else 0.0
             if not math.isfinite(earliest):  # a floor of 1: never
                 self._dormant = 2**62
             else:

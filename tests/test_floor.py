@@ -174,9 +174,13 @@ class TestEngine:
 
     def test_known_run_length_spends_the_whole_runs_slack(self):
         """With ``total_steps`` the slack of the whole run is there from the start: the first
-        decision point may jump."""
+        decision point may jump, and the steps before its history are dormant."""
         trainer = _quadratic(total_steps=400)  # 5% of 400 = 20 >= 10 Correct steps
-        _drift(trainer, 400, np.random.default_rng(0))
+        _drift(trainer, 25, np.random.default_rng(0))
+        # Until the history must be built for it (5 snapshots, 5 steps apart) the engine
+        # sits out: the guard's own cost is measured there.
+        assert trainer.statistics().dormant_steps == 25
+        _drift(trainer, 375, np.random.default_rng(0))
         assert trainer.engine.jump_records[0].step == 50
 
     def test_engine_time_counts_against_the_credit(self):
