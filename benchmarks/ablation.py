@@ -36,9 +36,10 @@ HERE = Path(__file__).resolve().parent
 PREDICTORS: dict[str, HybridTrainerConfig] = {
     # Plain momentum extrapolation: raw theta every step, a two-point line (the floor).
     "floor (raw 2-point)": extrapolation_config(),
-    "Linear": HybridTrainerConfig(predictor=LinearConfig()),
-    "MLP": HybridTrainerConfig(predictor=MLPConfig()),
-    "RSSM": HybridTrainerConfig(predictor=RSSMConfig()),
+    # The floor guard off throughout: this compares what the predictors' jumps do.
+    "Linear": HybridTrainerConfig(predictor=LinearConfig(), floor=None),
+    "MLP": HybridTrainerConfig(predictor=MLPConfig(), floor=None),
+    "RSSM": HybridTrainerConfig(predictor=RSSMConfig(), floor=None),
 }
 
 
@@ -140,7 +141,8 @@ Machine: 2-core CPU VM, no GPU ({platform.processor() or platform.machine()}, Py
 Workload: `numpy-mlp-digits` (NumPy MLP 64-64-10 on scikit-learn's digits, batch 32,
 N = 4810 parameters), {args.steps} steps, seeds 0-{args.seeds - 1}, constant learning rate tuned
 for the plain loop on seed 0 (`tune_lr` over the workload's grid). Every predictor runs with the
-default `HybridTrainerConfig()` except its `predictor`; the floor is plain momentum
+default `HybridTrainerConfig()` except its `predictor` and with the floor guard off
+(`floor=None`: this compares what the jumps do); the floor predictor is plain momentum
 extrapolation (`snapshot_interval=1, snapshot_ema=None, history_size=2,
 predictor=LinearConfig(window=2)`). Medians over seeds. Target = the baseline's final
 validation loss; speed-up = baseline's / method's backward passes (or wall-clock) to reach it;

@@ -34,7 +34,7 @@ def run(hybrid: bool, seed: int, steps: int = 1500):
         xb, yb = batch
         return torch.nn.functional.cross_entropy(m(xb), yb)
 
-    trainer = HybridTrainer(model, opt, loss_fn, HybridTrainerConfig()) if hybrid else None
+    trainer = HybridTrainer(model, opt, loss_fn, HybridTrainerConfig(floor=None)) if hybrid else None
     g = torch.Generator(device="cpu").manual_seed(seed)
     torch.cuda.synchronize()
     t0 = time.perf_counter()

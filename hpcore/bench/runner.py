@@ -54,9 +54,11 @@ def digits_mlp(seed: int = 0, optimizer: str = "sgd") -> Task:
 
 def extrapolation_config(**overrides: Any) -> HybridTrainerConfig:
     """The engine extrapolating the last raw update: snapshots of raw ``theta`` every step,
-    a two-point line (DESIGN 5: the floor a forecast of the slow trajectory must beat)."""
+    a two-point line (DESIGN 5: the floor a forecast of the slow trajectory must beat), with
+    no floor guard: as a peer it shows what the mechanism does, not what the guard allows."""
     fields: dict[str, Any] = {"snapshot_interval": 1, "snapshot_ema": None,
-                              "predictor": LinearConfig(window=2), "history_size": 2}
+                              "predictor": LinearConfig(window=2), "history_size": 2,
+                              "floor": None}
     fields.update(overrides)
     return HybridTrainerConfig(**fields)
 
