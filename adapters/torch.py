@@ -28,6 +28,8 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 try:
     import torch
 except ImportError as exc:  # pragma: no cover - exercised only without torch
@@ -172,6 +174,8 @@ class TorchPort:
                 self._grad_views.append(self.flat_grad[offset : offset + n].view(p.shape))
                 offset += n
         self._data_ptrs = [p.data_ptr() for p in params]
+        cpu32 = device.type == "cpu" and dtype == torch.float32
+        self._grad_np = self.flat_grad.numpy() if cpu32 else None  # shares the memory
         # Half-precision parameters: the engine moves a float32 master copy, synchronised
         # after every full step and pushed back (rounded) by commit_params.
         self.master = self.flat.float() if dtype != torch.float32 else None
@@ -198,6 +202,17 @@ class TorchPort:
             if p.grad is not g:
                 p.grad = g
 
+    def _grad_norm(self) -> float:
+        """Norm of the flat gradient: on a float32 CPU buffer through NumPy's dot over the
+        shared memory (about 3x faster than torch's norm for a small model, whose step it
+        is paid on), elsewhere, and where the float32 sum of squares overflows, by torch."""
+        if self._grad_np is not None:
+            with np.errstate(over="ignore", invalid="ignore"):
+                sq = float(np.dot(self._grad_np, self._grad_np))
+            if math.isfinite(sq):
+                return math.sqrt(sq)
+        return float(torch.linalg.vector_norm(self.flat_grad, dtype=torch.float32))
+
     def _loss(self, batch: Any) -> torch.Tensor:
         if self.autocast is None:
             return _check_loss(self.loss_fn(self.model, batch), "loss_fn")
@@ -223,7 +238,7 @@ class TorchPort:
                 else:
                     g.copy_(p.grad)
                 p.grad = g
-        grad_norm = float(torch.linalg.vector_norm(self.flat_grad, dtype=torch.float32))
+        grad_norm = self._grad_norm()
         if math.isfinite(loss_value) and math.isfinite(grad_norm):
             self.optimizer.step()
             if self.scheduler is not None:

@@ -266,6 +266,30 @@ class TestPlainLoopParity:
 class TestPort:
     """The port's contract with the engine."""
 
+    def test_gradient_norm_is_the_norm_of_the_gradient(self):
+        """The full step's gradient norm (NumPy's dot over the shared float32 buffer on a
+        CPU) is the norm of the gradients the backward pass left, in float64."""
+        model = mlp(0)
+        port = TorchPort(model, torch.optim.SGD(model.parameters(), lr=0.0), loss_fn)
+        _, norm = port.full_step(next(torch_batches(0)))
+        grads = torch.cat([p.grad.reshape(-1) for p in model.parameters()]).double()
+        assert norm == pytest.approx(float(torch.linalg.vector_norm(grads)), rel=1e-5)
+
+    def test_gradient_norm_overflow_is_not_finite_and_skips_the_update(self):
+        """A gradient whose float32 sum of squares overflows reads as non-finite (as torch's
+        own float32 norm does) and the optimizer does not step on it."""
+        model = mlp(0)
+        port = TorchPort(model, torch.optim.SGD(model.parameters(), lr=1e-30), loss_fn)
+        before = port.flat.clone()
+
+        def huge(m, batch):
+            return 1e20 * loss_fn(m, batch)
+
+        port.loss_fn = huge
+        loss, norm = port.full_step(next(torch_batches(0)))
+        assert math.isfinite(loss) and not math.isfinite(norm)
+        assert torch.equal(port.flat, before)
+
     def test_optimizer_state_round_trip_keeps_views(self):
         """optimizer.load_state_dict keeps the parameter objects, so the views stay valid."""
         model = mlp(0)
