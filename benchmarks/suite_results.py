@@ -42,7 +42,9 @@ evaluations.
 
 LONGER = """\
 The same suite on the two MNIST workloads with a budget of 2,000 steps for every run: 5% of
-it (100 steps) covers one or two rollbacks, so the guarded hybrid trainer may jump.
+it (100 steps) covers one or two rollbacks, so the guarded hybrid trainer may jump where the
+engine's own time, reserved for the rest of the run, leaves it that slack (the predicted
+column shows where it did).
 """
 
 
