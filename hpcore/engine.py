@@ -484,13 +484,17 @@ class HybridEngine:
             self._end_full_phase()
         return False
 
+    @property
+    def _rearm_steps(self) -> int:
+        """Bookkept steps a dormant engine needs before a decision point: a full window."""
+        return (self.predictor.min_snapshots + 1) * self.config.snapshot_interval
+
     def _go_dormant(self, idle: int) -> None:
         """No jump at the next ``idle`` decision points: skip bookkeeping until the history
         must be rebuilt for the chance after them."""
         if idle < 1:  # it may jump at the next decision point: keep the history warm
             return
-        rearm = (self.predictor.min_snapshots + 1) * self.config.snapshot_interval
-        steps = self._left + idle * self.config.full_steps - rearm
+        steps = self._left + idle * self.config.full_steps - self._rearm_steps
         if steps > 0:
             self._dormant = max(self._dormant, steps)
             log.info("dormant", step=self.step_count, steps=self._dormant)
@@ -538,8 +542,7 @@ class HybridEngine:
             else:
                 first = cfg.warmup_steps + cfg.full_steps
                 at = first + cfg.full_steps * max(0, math.ceil((earliest - first) / cfg.full_steps))
-                rearm = (self.predictor.min_snapshots + 1) * cfg.snapshot_interval
-                self._dormant = max(at - rearm, 0)
+                self._dormant = max(at - self._rearm_steps, 0)
         if self._dormant > 0:
             log.info("dormant", step=0, steps=self._dormant, reason="floor")
 

@@ -1,7 +1,10 @@
 """Two CPU processes under torch.distributed (gloo), each with its own data shard (test helper).
 
-usage: python ddp_script.py OUTDIR. Each rank writes OUTDIR/rank<r>.npz with its final flat
-parameters and the steps at which its jumps started and how they were judged.
+usage: python ddp_script.py OUTDIR PORT [MODE]. Each rank writes OUTDIR/rank<r>.npz with its
+final flat parameters and the steps at which its jumps started and how they were judged.
+MODE ``wall`` (default): jumps charged each rank's own timings, no floor guard; ``floor``:
+the floor guard's all-reduced decision at every decision point (the loosest floor, charged in
+steps, so that a small model on a busy machine still jumps).
 """
 
 from __future__ import annotations
@@ -23,7 +26,13 @@ from hpcore.bench.numpy_mlp import load_digits_split
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
 
 
-def run(rank: int, world: int, outdir: str, port: str) -> None:
+MODES = {
+    "wall": {"floor": None},
+    "floor": {"floor": 0.0, "cost_model": "steps"},
+}
+
+
+def run(rank: int, world: int, outdir: str, port: str, mode: str) -> None:
     os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", port
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -38,10 +47,7 @@ def run(rank: int, world: int, outdir: str, port: str) -> None:
         return torch.nn.functional.cross_entropy(m(batch[0]), batch[1])
 
     cfg = HybridTrainerConfig(warmup_steps=60, full_steps=40, max_predict_steps=40,
-                              correct_steps=20,
-                              # The loosest floor: the guard still runs on each rank's own
-                              # timings; its margin is all-reduced, so the ranks agree.
-                              floor=0.0)
+                              correct_steps=20, **MODES[mode])
     trainer = HybridTrainer(model, opt, loss_fn, cfg)
     rng = np.random.default_rng(100 + rank)
     for _ in range(400):
@@ -57,4 +63,5 @@ def run(rank: int, world: int, outdir: str, port: str) -> None:
 
 if __name__ == "__main__":
     outdir, port = sys.argv[1], sys.argv[2]
-    mp.spawn(run, args=(2, outdir, port), nprocs=2, join=True)
+    mode = sys.argv[3] if len(sys.argv) > 3 else "wall"
+    mp.spawn(run, args=(2, outdir, port, mode), nprocs=2, join=True)

@@ -48,9 +48,11 @@ def test_checkpoint_resume_in_fresh_process_is_bit_identical(tmp_path, flags):
     assert int(straight["predicted_steps"]) > 0
 
 
-def test_ddp_ranks_stay_in_lockstep(tmp_path):
-    """Two gloo ranks with different data take the same decisions and end identical."""
-    run("ddp_script.py", str(tmp_path), free_port())
+@pytest.mark.parametrize("mode", ["wall", "floor"])
+def test_ddp_ranks_stay_in_lockstep(tmp_path, mode):
+    """Two gloo ranks with different data take the same decisions and end identical: with
+    jumps charged each rank's own timings, and through the floor guard's decisions."""
+    run("ddp_script.py", str(tmp_path), free_port(), mode)
     r0, r1 = np.load(tmp_path / "rank0.npz"), np.load(tmp_path / "rank1.npz")
     assert int(r0["predicted"]) > 0
     np.testing.assert_array_equal(r0["jumps"], r1["jumps"])
