@@ -291,11 +291,14 @@ class HybridTrainerConfig:
         floor: share of the plain loop's progress per unit of time the run must keep (the
             floor guard, :class:`hpcore.floor.FloorGuard`): a jump starts only when the
             slack ``1 - floor`` of the steps so far (of the whole run with ``total_steps``),
-            plus what earlier jumps gained, less the engine's overhead (with
-            ``cost_model="wall"``), covers the jump's worst case (its Correct steps and probes
-            lost to a rollback); otherwise the engine sits out, dormant. With the defaults the
-            first jump is affordable after about ``correct_steps / (1 - floor)`` = 800 steps
-            (fewer with a known ``total_steps``). ``None`` turns the guard off.
+            plus what earlier jumps gained, less the engine's own time so far (with
+            ``cost_model="wall"``; with ``total_steps`` the rest of the run's is reserved),
+            covers the jump's worst case (its Correct steps and probes lost to a rollback);
+            otherwise the engine sits out, dormant (from the first step until a decision point
+            could afford a jump). With the defaults and no overhead counted the first jump is
+            affordable after ``correct_steps / (1 - floor)`` = 800 steps (from the first
+            decision point with a ``total_steps`` of 800 or more). ``None`` turns the guard
+            off.
     """
 
     warmup_steps: int = attrs.field(default=100, validator=_int_at_least(0))
