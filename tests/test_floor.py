@@ -221,3 +221,13 @@ class TestDormantGuard:
         r = trainer.step(np.full(50, 1e4))
         assert r.rolled_back
         assert trainer.statistics().divergence_events["loss_zscore"] == 1
+
+
+def test_no_warmup_counts_the_first_decision_point_from_step_zero():
+    """With ``warmup_steps=0`` the first decision point is ``full_steps`` in; a run long enough
+    to afford a jump there sits out only the steps before its history."""
+    trainer = _quadratic(warmup_steps=0, total_steps=1000)
+    _drift(trainer, 30, np.random.default_rng(0))
+    assert trainer.statistics().dormant_steps == 30 - 25
+    _drift(trainer, 70, np.random.default_rng(1))  # a jump is recorded once it is judged
+    assert trainer.engine.jump_records[0].step == 30
