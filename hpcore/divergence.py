@@ -111,8 +111,7 @@ class DivergenceMonitor:
         scaler skipped) is not a spike, as in :meth:`full_step`."""
         if self.zscore(loss) > self.warning_zscore:
             return False
-        if self.grad_seen >= self.config.min_baseline_steps and math.isfinite(grad_norm) and \
-                grad_norm > self.config.grad_explosion_ratio * math.exp(self.grad_log):
+        if any(e.level >= Level.WARNING for e in self._gradient(-1, grad_norm)):
             return False
         self._absorb(loss, grad_norm)
         return True
