@@ -90,6 +90,17 @@ class NumpyPort:
             self.optimizer.skip_step()  # never feed a non-finite gradient to the optimizer
         return FullStepOutput(loss, grad_norm)
 
+    def lean_step(self, batch: Any) -> float:
+        """A full step for a dormant engine: the loss only, no checks of the gradient (the
+        engine's guarded steps between have checked its shape and norm)."""
+        loss, grad = self.loss_and_grad(self.params, batch)
+        loss = float(loss)
+        if math.isfinite(loss):
+            self.optimizer.step(self.params, grad.astype(np.float32, copy=False))
+        else:
+            self.optimizer.skip_step()
+        return loss
+
     def forward_loss(self, batch: Any) -> float:
         if self.loss_fn is not None:
             return _scalar_loss(self.loss_fn(self.params, batch), "loss_fn")

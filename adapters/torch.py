@@ -250,6 +250,28 @@ class TorchPort:
                 self.master.copy_(self.flat)
         return FullStepOutput(loss_value, grad_norm)
 
+    def lean_step(self, batch: Any) -> float:
+        """A full step for a dormant engine, as the plain loop takes it: fresh gradients
+        (``p.grad = None``, nothing zeroed or gathered into the flat buffer), no gradient
+        norm. A non-finite loss skips the optimizer's step; a non-finite gradient under a
+        finite loss shows in the next step's loss, which the engine guards."""
+        for p in self.params:
+            p.grad = None
+        with torch.enable_grad():
+            loss = self._loss(batch)
+            loss.backward()
+        loss_value = float(loss.detach())
+        if math.isfinite(loss_value):
+            self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
+        else:
+            self._step_scheduler_alone()
+        if self.master is not None:
+            with torch.no_grad():
+                self.master.copy_(self.flat)
+        return loss_value
+
     def forward_loss(self, batch: Any) -> float:
         # Keep the user's train/eval mode; in train mode a forward would update BatchNorm's
         # running statistics, so buffers are put back as they were.

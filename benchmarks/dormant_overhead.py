@@ -1,27 +1,70 @@
-"""The engine's own time per full step, active and dormant, on a suite workload.
+"""What the hybrid trainer costs a training step when it makes no jump: the price of the floor.
 
-Usage: ``python benchmarks/dormant_overhead.py [workload]`` (default ``torch-mlp-mnist``).
-Trains 300 steps with the default config (jumps switched off by a confidence threshold of 1,
-the floor guard off so that it does not send the engine dormant on its own),
-then times 1,000 steps active and 1,000 steps with the engine forced dormant, twice each, and
-prints the step time and the engine's share (``engine_time_s`` per step).
+Usage: ``python benchmarks/dormant_overhead.py [workload ...]`` (default: the suite's workloads,
+each with its first optimizer). For each workload it builds the plain loop and the hybrid trainer (default
+config) on the same model and data, forces the engine dormant (as the floor guard does when no
+jump is affordable), and times the two side by side in alternating blocks of 50 steps, 40 blocks
+each after 300 steps of warm-up: a drift of the machine's speed falls on both alike. Printed: the
+mean step time of each, the ratio plain / hybrid (the speed the floor is measured in; the median
+over blocks too) and the engine's own time per dormant step (``engine_time_s``, which excludes
+the framework's work in the port).
 """
 
 from __future__ import annotations
 
 import logging
+import statistics
 import sys
 import time
 
 import structlog
 
 from hpcore.bench.runner import warm_up_engine
-from hpcore.bench.workloads import get_task
+from hpcore.bench.workloads import SUITE_DEFAULT, WORKLOADS, get_task
 from hpcore.config import HybridTrainerConfig
+
+BLOCK, BLOCKS, WARM = 50, 40, 300
+
+
+def measure(name: str) -> dict[str, float]:
+    """Plain and dormant-hybrid step times of one workload, side by side."""
+    task = get_task(name, WORKLOADS[name].optimizers[0])
+    lr = task.lr_grid[len(task.lr_grid) // 2]
+    plain = task.build(seed=0, lr=lr, steps=50_000, schedule="constant")
+    hybrid = task.build(seed=0, lr=lr, steps=50_000, schedule="constant")
+    warm_up_engine(hybrid.get_flat().size)
+    trainer = hybrid.make_hybrid(HybridTrainerConfig(total_steps=10**7))
+    engine = trainer.engine
+    engine._dormant = 10**9  # dormant throughout, as when no jump is affordable
+    data_p, data_h = plain.batches(), hybrid.batches()
+    for _ in range(WARM):
+        plain.plain_step(next(data_p))
+        trainer.step(next(data_h))
+    t_plain = t_hybrid = 0.0
+    ratios = []
+    engine_before, steps_before = engine._timer.dormant, engine._timer.dormant_steps
+    for _ in range(BLOCKS):
+        batches_p = [next(data_p) for _ in range(BLOCK)]
+        batches_h = [next(data_h) for _ in range(BLOCK)]
+        t0 = time.perf_counter()
+        for b in batches_p:
+            plain.plain_step(b)
+        t1 = time.perf_counter()
+        for b in batches_h:
+            trainer.step(b)
+        t2 = time.perf_counter()
+        t_plain += t1 - t0
+        t_hybrid += t2 - t1
+        ratios.append((t1 - t0) / (t2 - t1))
+    n = BLOCK * BLOCKS
+    engine_s = (engine._timer.dormant - engine_before) / (engine._timer.dormant_steps - steps_before)
+    return {"plain_us": 1e6 * t_plain / n, "hybrid_us": 1e6 * t_hybrid / n,
+            "ratio": t_plain / t_hybrid, "median_ratio": statistics.median(ratios),
+            "engine_us": 1e6 * engine_s}
 
 
 def main(argv: list[str]) -> int:
-    name = argv[1] if len(argv) > 1 else "torch-mlp-mnist"
+    names = argv[1:] or list(SUITE_DEFAULT)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     try:
         import torch
@@ -29,25 +72,11 @@ def main(argv: list[str]) -> int:
         torch.set_num_threads(1)
     except ImportError:
         pass
-    run = get_task(name, "sgd").build(seed=0, lr=0.03, steps=50_000, schedule="constant")
-    warm_up_engine(run.get_flat().size)
-    data = run.batches()
-    batches = [next(data) for _ in range(50)]
-    trainer = run.make_hybrid(HybridTrainerConfig(confidence_threshold=1.0, floor=None))
-    engine = trainer.engine
-    for i in range(300):
-        trainer.step(batches[i % 50])
-    print(f"{name}: {run.get_flat().size} parameters")
-    for mode in ("active", "dormant", "active", "dormant"):
-        engine._dormant = 10**9 if mode == "dormant" else 0  # force the mode for the timing
-        before = trainer.statistics()
-        t0 = time.perf_counter()
-        for i in range(1000):
-            trainer.step(batches[i % 50])
-        step_us = (time.perf_counter() - t0) * 1e3
-        engine_us = (trainer.statistics().engine_time_s - before.engine_time_s) * 1e3
-        print(f"{mode:8s} step {step_us:7.1f} us, engine {engine_us:6.1f} us "
-              f"({100 * engine_us / step_us:.1f}% of the step)")
+    print(f"{'workload':28s} {'plain':>9s} {'hybrid':>9s} {'speed':>7s} {'median':>7s} {'engine':>8s}")
+    for name in names:
+        m = measure(name)
+        print(f"{name:28s} {m['plain_us']:7.1f}us {m['hybrid_us']:7.1f}us {m['ratio']:6.3f}x "
+              f"{m['median_ratio']:6.3f}x {m['engine_us']:6.1f}us")
     return 0
 
 

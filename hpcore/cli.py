@@ -86,7 +86,7 @@ def _main_job(args: argparse.Namespace) -> int:
 
     from hpcore import HybridTrainerConfig
     from hpcore.bench.report import plot, summary_rows, table, write_json
-    from hpcore.bench.runner import run_curve, time_to_target, tune_lr, warm_up_engine
+    from hpcore.bench.runner import CurveRun, run_together, time_to_target, tune_lr, warm_up_engine
     from hpcore.bench.suite import TARGET_WINDOW
     from hpcore.bench.workloads import get_task, torch_available
 
@@ -116,12 +116,15 @@ def _main_job(args: argparse.Namespace) -> int:
                              on_step=tick)
     else:
         lr, finals = args.lr, {}
-    bar.set_description("baseline")
-    base = run_curve(task, lr=lr, steps=steps, seed=args.seed, schedule=args.schedule,
-                     on_step=tick)
-    bar.set_description("hybrid")
-    hyb = run_curve(task, lr=lr, steps=steps, seed=args.seed, schedule=args.schedule,
-                    config=HybridTrainerConfig(), on_step=tick)
+    # Side by side, one validation interval of each in turn: a drift of the machine's speed
+    # slows both alike.
+    bar.set_description("baseline and hybrid")
+    runs = [CurveRun(task, lr=lr, steps=steps, seed=args.seed, schedule=args.schedule,
+                     on_step=tick),
+            CurveRun(task, lr=lr, steps=steps, seed=args.seed, schedule=args.schedule,
+                     config=HybridTrainerConfig(), on_step=tick)]
+    run_together(runs)
+    base, hyb = (r.curve() for r in runs)
     bar.close()
     ttt = time_to_target(base, hyb, window=TARGET_WINDOW)
     rows = summary_rows(base, hyb, ttt)

@@ -187,6 +187,12 @@ class DivergenceConfig:
             ``exp(-gap / (gap_zscore * gap_decay))``: a probe ``gap_zscore * gap_decay``
             deviations above the trend's promise divides it by e. Below
             ``confidence_threshold`` the jump ends at its best checked point.
+        dormant_check_interval: while the engine is dormant, every this many steps get the
+            whole guard (gradient norm, the baselines' update, the parameters' check where
+            due); the steps between, on a port that offers a lean step, check only that the
+            loss is finite and below the warning z-score. 1 guards every dormant step fully
+            (a gradient spike is then seen on the step it happens, not up to this many
+            steps later).
     """
 
     critical_zscore: float = attrs.field(default=12.0, validator=_float_in(0.0, 1e9, lo_open=True))
@@ -199,6 +205,7 @@ class DivergenceConfig:
     oscillation_fraction: float = attrs.field(default=0.9, validator=_float_in(0.0, 1.0))
     gap_zscore: float = attrs.field(default=3.0, validator=_float_in(0.0, 1e9, lo_open=True))
     gap_decay: float = attrs.field(default=3.0, validator=_float_in(0.0, 1e9, lo_open=True))
+    dormant_check_interval: int = attrs.field(default=8, validator=_int_at_least(1))
 
     def __attrs_post_init__(self) -> None:
         if self.grad_critical_ratio < self.grad_explosion_ratio:

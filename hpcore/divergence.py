@@ -116,6 +116,13 @@ class DivergenceMonitor:
         self._absorb(loss, grad_norm)
         return True
 
+    def loss_limit(self) -> float:
+        """The highest loss whose z-score is not a warning (infinite before the baseline is
+        trusted): a dormant step's lean check compares the loss with it."""
+        if self.seen < self.config.min_baseline_steps:
+            return math.inf
+        return self.mean + self.warning_zscore * self.spread()
+
     def probe(self, step: int, loss: float, reference: float, skipped: int,
               slope: float) -> list[DivergenceEvent]:
         """Judge a forward-only probe loss, ``skipped`` predicted steps into a jump."""

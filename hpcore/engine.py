@@ -43,6 +43,10 @@ _SCALAR_STATE = (
 
 log = structlog.get_logger(__name__)
 
+# The share of a dormant run's time that refreshing the rollback fallback may cost.
+_REFRESH_SHARE = 0.002
+_REFRESH_MAX = 10
+
 
 @attrs.frozen
 class JumpRecord:
@@ -184,10 +188,16 @@ class HybridEngine:
         self._loss_before = math.nan
         self._jump_start_step = 0
         self._saved_traj = 0  # trajectory_steps at the saved state
+        self._dormant_refresh = config.full_steps  # dormant steps between fallback refreshes
         self._taken = 0  # predicted steps kept by the current jump
         self._dormant = 0  # full steps left with no bookkeeping (the policy is sitting out)
         self._dormant_steps = 0
         self._was_dormant = False  # the step in progress was a dormant one
+        # A port's optional lean step (loss only; flat params may lag until sync_flat) and
+        # the loss above which a lean dormant step hands over to the guarded path.
+        self._lean = getattr(port, "lean_step", None)
+        self._sync_flat = getattr(port, "sync_flat", None)
+        self._loss_limit = -math.inf
         self._full_count = 0  # full steps (port.full_step calls)
         self._jump_full_count = 0  # _full_count when the jump in progress started
         # Counters.
@@ -211,6 +221,8 @@ class HybridEngine:
         phase = self.phase
         if phase is Phase.PREDICT:
             loss, rolled_back = self._predicted_step(batch)
+        elif self._dormant > 0:
+            loss, rolled_back = self._dormant_full_step(batch)
         else:
             loss, rolled_back = self._full_step(batch)
         result = StepResult(
@@ -285,6 +297,7 @@ class HybridEngine:
         rollback is included because the engine owns that copy. The probe batch of a jump in
         progress is held as the object the user passed.
         """
+        self._fresh_theta()
         h = self.history
         arrays = {
             "ema": h.ema, "prev": h.prev, "prev_update": h.prev_update, "ring": h.ring,
@@ -357,6 +370,7 @@ class HybridEngine:
         for t, loss in zip(state["trend"]["steps"], state["trend"]["losses"], strict=True):
             self.trend.add(t, loss)
         self.monitor.load_state_dict(state["monitor"])
+        self._loss_limit = self.monitor.loss_limit()
         self._phase_steps = dict(state["phase_steps"])
         self._events = [DivergenceEvent(s, g, Level(lv), v) for s, g, lv, v in state["events"]]
         self.jump_records = [JumpRecord(**j) for j in state["jumps"]]
@@ -379,6 +393,21 @@ class HybridEngine:
         self._backward += 1
         self._full_count += 1
         return float(out[0]), float(out[1])
+
+    def _port_lean_step(self, batch: Any) -> float:
+        t0 = time.perf_counter()
+        loss = self._lean(batch)
+        dt = time.perf_counter() - t0
+        self._timer.port += dt
+        self._timer.full += dt
+        self._backward += 1
+        self._full_count += 1
+        return float(loss)
+
+    def _fresh_theta(self) -> None:
+        """Bring the flat parameters up to date after lean steps (ports that copy them)."""
+        if self._sync_flat is not None:
+            self._sync_flat()
 
     def _port_forward(self, batch: Any) -> float:
         t0 = time.perf_counter()
@@ -405,22 +434,44 @@ class HybridEngine:
     # ------------------------------------------------------------------ full steps
     def _full_step(self, batch: Any) -> tuple[float, bool]:
         loss, grad_norm = self._port_full_step(batch)
-        loss = self.port.all_reduce_mean(loss)
-        if self._dormant > 0:
-            # Every step is handed back with finite parameters, dormant or not. Once the
-            # monitor knows the gradient's level, a finite loss and a gradient below ten
-            # times that level cannot have thrown finite parameters out of range: only
-            # then, and not before a fallback refresh, is the sum of squares skipped.
-            trusted = self.monitor.grad_seen >= self.config.divergence.min_baseline_steps and \
-                self.trajectory_steps + 1 - self._saved_traj < self.config.full_steps
+        return self._bookkept_step(batch, self.port.all_reduce_mean(loss), grad_norm)
+
+    def _dormant_full_step(self, batch: Any) -> tuple[float, bool]:
+        """A full step while the engine sits out, with the guards a plain loop lacks.
+
+        Every step is handed back with finite parameters. Once the monitor knows the
+        gradient's level, a finite loss and a gradient below ten times that level cannot
+        have thrown finite parameters out of range: only then, and not before a fallback
+        refresh, is the sum of squares skipped. Between the fully guarded steps (one in
+        ``dormant_check_interval``, the last dormant one, each refresh) a port's lean step
+        is taken, judged by its loss alone: finite and below the warning z-score.
+        """
+        cfg = self.config
+        trusted = self.monitor.grad_seen >= cfg.divergence.min_baseline_steps and \
+            self.trajectory_steps + 1 - self._saved_traj < self._dormant_refresh
+        if trusted and self._lean is not None and self._dormant > 1 and \
+                self._dormant_steps % cfg.divergence.dormant_check_interval:
+            loss = self.port.all_reduce_mean(self._port_lean_step(batch))
+            if loss <= self._loss_limit:  # false for nan
+                return loss, self._dormant_step()
+            grad_norm = math.nan
+            self._fresh_theta()
+        else:
+            loss, grad_norm = self._port_full_step(batch)
+            loss = self.port.all_reduce_mean(loss)
             if math.isfinite(loss) and self.monitor.quiet(loss, grad_norm) and \
                     (trusted or self._params_finite()):
+                self._loss_limit = self.monitor.loss_limit()
                 return loss, self._dormant_step()
-            # A non-finite loss or parameter (or a float32 overflow of the sum of squares),
-            # a loss or gradient spike: the guarded path below tells them apart and rolls
-            # back where it must.
-            self._dormant = 0
-            self.history.restart(self.theta)
+        # A non-finite loss or parameter (or a float32 overflow of the sum of squares), a
+        # loss or gradient spike: the guarded path tells them apart and rolls back where it
+        # must.
+        self._dormant = 0
+        self.history.restart(self.theta)
+        return self._bookkept_step(batch, loss, grad_norm)
+
+    def _bookkept_step(self, batch: Any, loss: float, grad_norm: float) -> tuple[float, bool]:
+        """The monitor's judgement and the forecast's bookkeeping of a full step taken."""
         update = None
         if math.isfinite(loss):
             if self.phase is Phase.FULL and \
@@ -471,7 +522,7 @@ class HybridEngine:
         self._dormant_steps += 1
         self._was_dormant = True
         self.trajectory_steps += 1
-        if self.trajectory_steps - self._saved_traj >= self.config.full_steps:
+        if self.trajectory_steps - self._saved_traj >= self._dormant_refresh:
             # The fallback of a critical event stays recent while dormant too: a non-finite
             # step after a long sit-out must not rewind the run to where it began.
             self._save_good_state()
@@ -573,9 +624,21 @@ class HybridEngine:
         return False
 
     def _save_good_state(self) -> None:
+        t0 = time.perf_counter()
         kernels.copy(self._saved_theta, self.theta)
         self._saved_opt = self.port.optimizer_state()
         self._saved_traj = self.trajectory_steps
+        # While dormant the fallback is refreshed every full_steps, or less often (up to
+        # _REFRESH_MAX of them) where a copy of the optimizer state (a deep copy in PyTorch)
+        # would cost more than _REFRESH_SHARE of the steps between.
+        # With cost_model="steps" (decisions reproducible run to run) it stays full_steps.
+        spent = time.perf_counter() - t0
+        step_s = self._timer.full / self._full_count if self._full_count else 0.0
+        every = spent / (_REFRESH_SHARE * step_s) if step_s > 0 else 0.0
+        if self.config.cost_model == "steps":
+            every = 0.0
+        full = self.config.full_steps
+        self._dormant_refresh = max(full, min(math.ceil(min(every, 1e9)), _REFRESH_MAX * full))
 
     def _restore_saved_state(self) -> None:
         kernels.copy(self.theta, self._saved_theta)

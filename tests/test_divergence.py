@@ -52,6 +52,17 @@ class TestDivergenceMonitor:
         assert signals(m.full_step(100, 5.0, 1.0, 0, update_baseline=False)) == [
             ("loss_zscore", Level.CRITICAL)]
 
+    def test_loss_limit_is_the_last_loss_without_a_warning(self):
+        """A lean dormant step compares its loss with ``loss_limit``: just below it the loss
+        is quiet, just above it the z-score warns; unknown baseline: no limit."""
+        assert monitor().loss_limit() == math.inf
+        m = warmed()
+        limit = m.loss_limit()
+        assert 1.0 < limit < 2.0
+        assert m.zscore(limit * (1 - 1e-9)) <= 4.0 < m.zscore(limit * (1 + 1e-9))
+        assert not m.quiet(limit * (1 + 1e-9), 1.0)
+        assert m.quiet(limit * (1 - 1e-9), 1.0)
+
     def test_gradient_explosion_and_vanishing(self):
         """Gradient norm far above its level warns, then is critical; far below is a caution."""
         m = warmed()

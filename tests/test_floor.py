@@ -127,12 +127,15 @@ class TestEngine:
         stats = trainer.statistics()
         assert stats.dormant_steps == 150 and stats.jumps == 0
 
-    def test_a_nan_after_a_long_sit_out_rewinds_one_full_phase_at_most(self):
-        """While dormant the fallback of a critical event is refreshed once per Full phase:
-        a poisoned step after 600 dormant steps goes back at most ``full_steps`` steps."""
+    @pytest.mark.parametrize("steps", [600, 603], ids=["guarded-step", "lean-step"])
+    def test_a_nan_after_a_long_sit_out_rewinds_one_full_phase_at_most(self, steps):
+        """While dormant the fallback of a critical event is refreshed once per Full phase
+        (where the copy is cheap): a poisoned step after 600 dormant steps, guarded or lean,
+        goes back at most ``full_steps`` steps."""
         trainer = _quadratic(total_steps=150)  # dormant throughout
-        _drift(trainer, 600, np.random.default_rng(0))
+        _drift(trainer, steps, np.random.default_rng(0))
         engine = trainer.engine
+        assert engine._dormant_refresh == 30
         assert engine.trajectory_steps - engine._saved_traj < 30
         before = engine._saved_theta.copy()
         r = trainer.step(np.full(50, np.nan))
@@ -208,19 +211,111 @@ class TestEngine:
         assert _quadratic(floor=None).statistics().floor_credit is None
 
 
+def _count_lean(trainer):
+    """Wrap the port's lean step with a counter; returns the counter (a one-item list)."""
+    engine, calls = trainer.engine, [0]
+    lean = engine._lean
+
+    def counted(batch):
+        calls[0] += 1
+        return lean(batch)
+
+    engine._lean = counted
+    return calls
+
+
 class TestDormantGuard:
-    def test_a_loss_spike_while_dormant_is_judged_by_the_monitor(self):
-        """Dormant steps still feed the monitor's baselines and hand a spike to it: a
-        critical loss z-score rolls back, as on a bookkept step."""
-        trainer = _quadratic(total_steps=150)  # dormant throughout
+    @pytest.mark.parametrize("spike_at", [296, 301], ids=["guarded-step", "lean-step"])
+    def test_a_loss_spike_while_dormant_is_judged_by_the_monitor(self, spike_at):
+        """Dormant steps still feed the monitor's baselines (one in eight, the guarded ones)
+        and hand a spike to it, on a guarded step or a lean one: a critical loss z-score
+        rolls back, as on a bookkept step."""
+        trainer = _quadratic(total_steps=1000, floor=1.0)  # dormant throughout
+        lean = _count_lean(trainer)
         rng = np.random.default_rng(0)
-        for _ in range(300):
+        for _ in range(spike_at):
             trainer.step(1.0 + 0.01 * rng.normal(size=50))
-        assert trainer.engine._dormant > 0
-        assert trainer.engine.monitor.seen >= 290
+        assert trainer.engine._dormant_steps == spike_at
+        assert trainer.engine.monitor.seen >= 20 + (spike_at - 20) // 8
+        before = lean[0]
         r = trainer.step(np.full(50, 1e4))
+        assert lean[0] == before + (spike_at == 301)
         assert r.rolled_back
         assert trainer.statistics().divergence_events["loss_zscore"] == 1
+
+    def test_a_non_finite_gradient_on_a_lean_step_is_rolled_back_by_the_next(self):
+        """A lean step checks the loss alone: a non-finite gradient under a finite loss
+        reaches the parameters (as in the plain loop), and the next step's non-finite loss
+        rolls them back to the last good state."""
+        poisoned = [False]
+
+        def lg(p, c):
+            r = p.astype(np.float64) - c
+            g = r.astype(np.float32)
+            if poisoned[0]:
+                g[0] = np.nan
+            return 0.5 * float(r @ r), g
+
+        trainer = HybridTrainer(np.zeros(50, np.float32), lg, SGD(0.002),
+                                _quadratic(total_steps=1000, floor=1.0).engine.config)
+        lean = _count_lean(trainer)
+        rng = np.random.default_rng(0)
+        for _ in range(301):  # the next step (301 % 8 != 0) is a lean one
+            trainer.step(1000.0 + 0.1 * rng.normal(size=50))
+        saved = trainer.engine._saved_theta.copy()
+        before = lean[0]
+        poisoned[0] = True
+        with np.errstate(invalid="ignore"):
+            r = trainer.step(1000.0 + 0.1 * rng.normal(size=50))
+        poisoned[0] = False
+        assert lean[0] == before + 1 and not r.rolled_back
+        assert np.isnan(trainer.params[0])
+        r = trainer.step(1000.0 + 0.1 * rng.normal(size=50))
+        assert r.rolled_back and not math.isfinite(r.loss)
+        np.testing.assert_array_equal(trainer.params, saved)
+        assert trainer.statistics().divergence_events["nan_inf"] == 1
+
+    def test_lean_steps_take_the_same_trajectory(self):
+        """Between the guarded dormant steps the port's lean step runs (seven in eight once
+        the monitor knows the gradient's level): the same update, bit for bit, as with every
+        step guarded (``dormant_check_interval=1``)."""
+        from hpcore.config import DivergenceConfig
+
+        every = _quadratic(total_steps=400, floor=1.0,
+                           divergence=DivergenceConfig(dormant_check_interval=1))
+        lean = _quadratic(total_steps=400, floor=1.0)  # both dormant throughout
+        calls = [_count_lean(every), _count_lean(lean)]
+        rng = np.random.default_rng(4)
+        for _ in range(400):
+            c = 1000.0 + 0.1 * rng.normal(size=50)
+            every.step(c)
+            lean.step(c)
+        np.testing.assert_array_equal(every.params, lean.params)
+        assert calls[0][0] == 0
+        # Guarded: the 20 steps before the gradient's level is known, one in eight after,
+        # every refresh of the fallback (one in 30) and the last one.
+        assert 380 * (7 / 8 - 1 / 30) - 1 <= calls[1][0] <= 380 * 7 / 8
+        assert every.statistics().dormant_steps == lean.statistics().dormant_steps == 400
+
+    def test_a_slow_fallback_copy_is_refreshed_less_often(self):
+        """Where copying the optimizer state costs more than 0.2% of the steps between
+        refreshes, the dormant engine refreshes it less often, at most ten Full phases
+        apart."""
+        import time
+
+        trainer = _quadratic(total_steps=1000, floor=1.0, cost_model="wall")
+        port = trainer.engine.port
+        state = port.optimizer_state
+
+        def slow_state():
+            time.sleep(0.002)
+            return state()
+
+        port.optimizer_state = slow_state
+        _drift(trainer, 700, np.random.default_rng(0))
+        engine = trainer.engine
+        assert engine._dormant_refresh == 10 * 30
+        assert engine.trajectory_steps - engine._saved_traj < 300
 
 
 def test_no_warmup_counts_the_first_decision_point_from_step_zero():

@@ -12,13 +12,17 @@ so is JAX's JIT compilation (a one-off cost that a long run amortises; measured 
 - ``control``: the baseline itself, its batches one step out of line (the first is skipped):
   the same method on another draw of the data order, so its time-to-target shows how far the
   metric moves by chance alone.
+
+Runs that are compared can be taken side by side (:func:`run_together`): one validation
+interval of each in turn, so that the machine's speed drifting during a run (other tenants,
+clock changes) slows all of them alike.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -31,11 +35,13 @@ from hpcore.config import HybridTrainerConfig, LinearConfig
 __all__ = [
     "METHODS",
     "Curve",
+    "CurveRun",
     "at_step",
     "digits_mlp",
     "extrapolation_config",
     "first_reach",
     "run_curve",
+    "run_together",
     "smoothed",
     "time_to_target",
     "tune_lr",
@@ -83,6 +89,139 @@ class Curve:
     overhead_s: float = 0.0
 
 
+class CurveRun:
+    """One method's training run, advanced step by step so that several can run side by
+    side (:func:`run_together`); :func:`run_curve` runs one alone.
+
+    Arguments as for :func:`run_curve`; ``run`` is the workload's run (model, optimizer).
+    ``done`` is true once the run has taken its last step (``run_steps``) or met ``stop_at``
+    past the budget; :meth:`curve` is its record so far.
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        *,
+        lr: float,
+        steps: int,
+        seed: int,
+        schedule: str = "constant",
+        config: HybridTrainerConfig | None = None,
+        method: str | None = None,
+        eval_every: int | None = None,
+        on_step: Callable[[int], None] | None = None,
+        label: str | None = None,
+        run_steps: int | None = None,
+        stop_at: float | None = None,
+        stop_window: int = 1,
+    ) -> None:
+        if method is None:
+            method = "hybrid" if config is not None else "baseline"
+        if method not in METHODS:
+            msg = f"method must be one of {', '.join(METHODS)} (got {method!r})"
+            raise ValueError(msg)
+        if method == "extrapolation" and config is None:
+            config = extrapolation_config()
+        if method == "hybrid" and config is None:
+            config = HybridTrainerConfig()
+        if config is not None and config.total_steps is None:
+            config = attrs.evolve(config, total_steps=steps)  # the budget, as a schedule knows it
+        self.method, self.label = method, label or method
+        self.steps, self.last = steps, max(run_steps or steps, steps)
+        self.eval_every = eval_every or task.eval_every
+        self.on_step, self.stop_at, self.stop_window = on_step, stop_at, stop_window
+        self.run = task.build(seed=seed, lr=lr, steps=steps, schedule=schedule)
+        self._data = self.run.batches()
+        if method == "control":
+            next(self._data)  # the same loop, one batch out of line with the baseline's
+        self.trainer: Any = None
+        self.lookahead: Lookahead | None = None
+        if method in ("hybrid", "extrapolation"):
+            self.trainer = self.run.make_hybrid(config)
+            self._step = self.trainer.step
+        elif method == "lookahead":
+            self.lookahead = Lookahead(self.run.plain_step, self.run.get_flat, self.run.set_flat,
+                                       k=5, alpha=0.5)
+            self._step = self.lookahead.step
+        else:
+            self._step = self.run.plain_step
+        self.spans: list[tuple[int, int]] = []
+        self.wall = 0.0
+        self._backward = 0
+        self.i = 0
+        self.done = False
+        loss, acc = self.run.validate()
+        self.points: list[tuple[float, ...]] = [(0, 0.0, 0, loss, acc)]
+
+    def advance(self, until: int) -> None:
+        """Take steps up to step ``until`` (or the run's end, or its stop)."""
+        until = min(until, self.last)
+        while not self.done and self.i < until:
+            self.i += 1
+            i = self.i
+            batch = next(self._data)
+            c0 = compile_seconds()
+            t0 = time.perf_counter()
+            r = self._step(batch)
+            dt = time.perf_counter() - t0
+            self.wall += max(dt - (compile_seconds() - c0), 0.0)
+            if self.trainer is None:
+                self._backward += 1
+            elif r.was_predicted:
+                if self.spans and self.spans[-1][1] == i - 1:
+                    self.spans[-1] = (self.spans[-1][0], i)
+                else:
+                    self.spans.append((i, i))
+            if i % self.eval_every == 0 or i in (self.steps, self.last):
+                if self.trainer is not None:
+                    self._backward = self.trainer.statistics().backward_passes
+                loss, acc = self.run.validate()
+                if not math.isfinite(loss):
+                    loss = math.inf
+                self.points.append((i, self.wall, self._backward, loss, acc))
+                self._check_stop()
+            if self.on_step is not None:
+                self.on_step(i)
+            if i >= self.last:
+                self.done = True
+
+    def set_target(self, stop_at: float) -> None:
+        """Stop at the first validation point past the budget that reaches ``stop_at``
+        (the last one taken counts too)."""
+        self.stop_at = stop_at
+        if self.points[-1][0] == self.i:
+            self._check_stop()
+
+    def _check_stop(self) -> None:
+        tail = [p[3] for p in self.points[-self.stop_window:]]
+        if self.stop_at is not None and self.i >= self.steps and \
+                sum(tail) / len(tail) <= self.stop_at:
+            self.done = True
+
+    def curve(self) -> Curve:
+        arr = np.array(self.points, dtype=np.float64)
+        stats = self.trainer.statistics().to_dict() if self.trainer is not None else None
+        overhead = 0.0
+        if stats is not None:
+            overhead = float(stats["engine_time_s"])
+        elif self.lookahead is not None:
+            overhead = self.lookahead.sync_time_s
+        return Curve(self.label, arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4],
+                     list(self.spans), stats, overhead)
+
+
+def run_together(runs: Sequence[CurveRun], until: int | None = None) -> None:
+    """Advance ``runs`` side by side, one validation interval of each in turn, up to step
+    ``until`` (default: until each is done): drifts of the machine's speed then fall on all
+    of them alike instead of on whichever ran during them."""
+    while True:
+        active = [r for r in runs if not r.done and (until is None or r.i < until)]
+        if not active:
+            return
+        for r in active:
+            r.advance(min(r.i + r.eval_every, until if until is not None else r.last))
+
+
 def run_curve(
     task: Task,
     *,
@@ -108,73 +247,11 @@ def run_curve(
     the first validation point past the budget whose loss, averaged over the last
     ``stop_window`` points, is at or below that value (a time-to-target run needs no more).
     """
-    if method is None:
-        method = "hybrid" if config is not None else "baseline"
-    if method not in METHODS:
-        msg = f"method must be one of {', '.join(METHODS)} (got {method!r})"
-        raise ValueError(msg)
-    if method == "extrapolation" and config is None:
-        config = extrapolation_config()
-    if method == "hybrid" and config is None:
-        config = HybridTrainerConfig()
-    if config is not None and config.total_steps is None:
-        config = attrs.evolve(config, total_steps=steps)  # the budget, as a schedule knows it
-    eval_every = eval_every or task.eval_every
-    run = task.build(seed=seed, lr=lr, steps=steps, schedule=schedule)
-    data = run.batches()
-    if method == "control":
-        next(data)  # the same loop, one batch out of line with the baseline's
-    trainer = lookahead = None
-    if method in ("hybrid", "extrapolation"):
-        trainer = run.make_hybrid(config)
-        step = trainer.step
-    elif method == "lookahead":
-        lookahead = Lookahead(run.plain_step, run.get_flat, run.set_flat, k=5, alpha=0.5)
-        step = lookahead.step
-    else:
-        step = run.plain_step
-    pts: list[tuple[float, ...]] = []
-    spans: list[tuple[int, int]] = []
-    wall = 0.0
-    backward = 0
-    loss, acc = run.validate()
-    pts.append((0, 0.0, 0, loss, acc))
-    last = max(run_steps or steps, steps)
-    for i in range(1, last + 1):
-        batch = next(data)
-        c0 = compile_seconds()
-        t0 = time.perf_counter()
-        r = step(batch)
-        dt = time.perf_counter() - t0
-        wall += max(dt - (compile_seconds() - c0), 0.0)
-        if trainer is None:
-            backward += 1
-        elif r.was_predicted:
-            if spans and spans[-1][1] == i - 1:
-                spans[-1] = (spans[-1][0], i)
-            else:
-                spans.append((i, i))
-        if i % eval_every == 0 or i in (steps, last):
-            if trainer is not None:
-                backward = trainer.statistics().backward_passes
-            loss, acc = run.validate()
-            if not math.isfinite(loss):
-                loss = math.inf
-            pts.append((i, wall, backward, loss, acc))
-            tail = [p[3] for p in pts[-stop_window:]]
-            if stop_at is not None and i >= steps and sum(tail) / len(tail) <= stop_at:
-                break
-        if on_step is not None:
-            on_step(i)
-    arr = np.array(pts, dtype=np.float64)
-    stats = trainer.statistics().to_dict() if trainer is not None else None
-    overhead = 0.0
-    if stats is not None:
-        overhead = float(stats["engine_time_s"])
-    elif lookahead is not None:
-        overhead = lookahead.sync_time_s
-    return Curve(label or method, arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4], spans,
-                 stats, overhead)
+    run = CurveRun(task, lr=lr, steps=steps, seed=seed, schedule=schedule, config=config,
+                   method=method, eval_every=eval_every, on_step=on_step, label=label,
+                   run_steps=run_steps, stop_at=stop_at, stop_window=stop_window)
+    run.advance(run.last)
+    return run.curve()
 
 
 def tune_lr(task: Task, *, steps: int, seed: int, schedule: str = "constant",

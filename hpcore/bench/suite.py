@@ -2,7 +2,8 @@
 
 For each (workload, optimizer, schedule) the baseline's learning rate is tuned once, on seed 0,
 by a sweep over the workload's grid at the full step budget (the plain loop, lowest final
-validation loss); every seed then runs the baseline and each method at that rate. Medians are
+validation loss); every seed then runs the baseline and each method at that rate, side by side
+(:func:`hpcore.bench.runner.run_together`). Medians are
 over seeds; a run that does not reach the target counts as a speed-up of 0 in the median.
 """
 
@@ -15,7 +16,15 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from hpcore.bench.runner import Curve, at_step, run_curve, smoothed, time_to_target, tune_lr
+from hpcore.bench.runner import (
+    Curve,
+    CurveRun,
+    at_step,
+    run_together,
+    smoothed,
+    time_to_target,
+    tune_lr,
+)
 from hpcore.bench.workloads import WORKLOADS, get_task
 from hpcore.config import HybridTrainerConfig
 
@@ -127,18 +136,23 @@ def run_suite(
                 for seed in range(seeds):
                     if on_stage:
                         on_stage(f"{name} {optimizer} {schedule}: seed {seed}")
-                    base = run_curve(task, lr=lr, steps=budget, seed=seed, schedule=schedule,
-                                     on_step=on_step)
                     overrun = round(budget * OVERRUN) if schedule == "constant" else budget
+                    # Side by side up to the budget; past it (where the target is known)
+                    # the methods that have not reached it go on together.
+                    base_run = CurveRun(task, lr=lr, steps=budget, seed=seed,
+                                        schedule=schedule, on_step=on_step)
+                    runs = [CurveRun(task, lr=lr, steps=budget, seed=seed, schedule=schedule,
+                                     method=m, config=config if m == "hybrid" else None,
+                                     on_step=on_step, run_steps=overrun,
+                                     stop_window=TARGET_WINDOW) for m in methods]
+                    run_together([base_run, *runs], until=budget)
+                    base = base_run.curve()
                     target = float(smoothed(base, TARGET_WINDOW)[-1])
-                    for m in methods:
-                        cfg = config if m == "hybrid" else None
-                        c = run_curve(task, lr=lr, steps=budget, seed=seed, schedule=schedule,
-                                      method=m, config=cfg, on_step=on_step,
-                                      run_steps=overrun,
-                                      stop_at=target,
-                                      stop_window=TARGET_WINDOW)
-                        r = seed_result(base, c)
+                    for run in runs:
+                        run.set_target(target)
+                    run_together(runs)
+                    for m, run in zip(methods, runs, strict=True):
+                        r = seed_result(base, run.curve())
                         r["seed"] = seed
                         per_method[m].append(r)
                 for m in methods:

@@ -172,13 +172,40 @@ class TestPort:
             port.full_step(batch)
             np.testing.assert_array_equal(port.buffer, after_one)
 
-    def test_non_finite_loss_leaves_params_and_state(self):
+    @pytest.mark.parametrize("step", ["full_step", "lean_step"])
+    def test_non_finite_loss_leaves_params_and_state(self, step):
         port = JaxPort(init(0), optax.adam(1e-3), lambda p, b: loss_fn(p, b) * jnp.nan)
         before, state = port.buffer.copy(), port.opt_state
-        out = port.full_step(next(digit_batches(0)))
-        assert math.isnan(out.loss)
+        out = getattr(port, step)(next(digit_batches(0)))
+        assert math.isnan(out if step == "lean_step" else out.loss)
+        port.sync_flat()
         np.testing.assert_array_equal(port.buffer, before)
-        assert port.opt_state is state
+        for a, b in zip(jax.tree_util.tree_leaves(port.opt_state),
+                        jax.tree_util.tree_leaves(state), strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+    @pytest.mark.parametrize("make_tx", [lambda: optax.adam(1e-3),
+                                         lambda: optax.sgd(0.05, momentum=0.9)],
+                             ids=["adam", "sgd"])
+    def test_lean_step_is_the_full_steps_update(self, make_tx):
+        """A dormant engine's lean step (no norm, no flat copy) moves params and state as a
+        full step does; the flat buffer lags until ``sync_flat``, and a full step or a
+        commit brings it back in line."""
+        full, mixed = JaxPort(init(0), make_tx(), loss_fn), JaxPort(init(0), make_tx(), loss_fn)
+        for i, batch in enumerate(islice(digit_batches(0), 7)):
+            expected = full.full_step(batch).loss
+            if i % 2:
+                before = mixed.buffer.copy()
+                assert mixed.lean_step(batch) == pytest.approx(expected, rel=1e-6)
+                np.testing.assert_array_equal(mixed.buffer, before)  # not copied yet
+                mixed.sync_flat()
+            else:
+                assert mixed.full_step(batch).loss == pytest.approx(expected, rel=1e-6)
+            np.testing.assert_allclose(mixed.buffer, full.buffer, rtol=1e-6, atol=1e-7)
+            np.testing.assert_array_equal(flat(mixed.params), mixed.buffer)
+        mixed.lean_step(batch)
+        mixed.commit_params()  # the buffer is the truth after a commit
+        np.testing.assert_array_equal(flat(mixed.params), mixed.buffer)
 
     def test_forward_loss(self):
         port = JaxPort(init(0), optax.adam(1e-3), loss_fn)
@@ -221,6 +248,26 @@ class TestHybridTrainer:
         assert trainer.statistics().backward_passes == 1
         assert trainer.export_metrics(tmp_path / "m.json").exists()
         assert isinstance(trainer.engine, HybridEngine)
+
+    def test_checkpoint_after_lean_steps_holds_the_current_params(self, tmp_path):
+        """Dormant from the first step (a run too short for the floor's slack), the trainer
+        takes lean steps; a checkpoint between them still saves the parameters of now."""
+        trainer = HybridTrainer(init(0), optax.adam(1e-3), loss_fn,
+                                HybridTrainerConfig(total_steps=200))
+        it = digit_batches(0)
+        for batch in islice(it, 100):
+            trainer.step(batch)
+        for batch in islice(it, 8):  # up to the next lean step: one in eight is guarded
+            if trainer._port._stale:
+                break
+            trainer.step(batch)
+        assert trainer._port._stale  # the flat buffer lags behind the params
+        assert trainer.statistics().dormant_steps == trainer.current_step
+        path = trainer.save_checkpoint(tmp_path / "ckpt.npz")
+        other = HybridTrainer(init(1), optax.adam(1e-3), loss_fn,
+                              HybridTrainerConfig(total_steps=200))
+        other.load_checkpoint(path)
+        np.testing.assert_array_equal(flat(other.params), flat(trainer.params))
 
     @pytest.mark.skipif(not hasattr(HybridEngine, "state_dict"), reason="engine state_dict pending")
     def test_resume_is_bit_identical(self):

@@ -338,6 +338,36 @@ class TestPort:
         assert optimizer.state == {} or all(not s for s in optimizer.state.values())
         assert scheduler.last_epoch == 1
 
+    @pytest.mark.parametrize("opt_name", ["sgd", "adam"])
+    def test_lean_step_is_the_full_steps_update(self, opt_name):
+        """A dormant engine's lean step (fresh gradients, no norm) moves the parameters and
+        the optimizer's state as a full step does, bit for bit, and a full step after it
+        gathers the gradients back into the flat buffer."""
+        ports = []
+        for _ in range(2):
+            model = mlp(0)
+            ports.append(TorchPort(model, make_optimizer(opt_name, model), loss_fn))
+        full, mixed = ports
+        for i, batch in enumerate(islice(torch_batches(0), 7)):
+            expected = full.full_step(batch).loss
+            got = mixed.lean_step(batch) if i % 2 else mixed.full_step(batch).loss
+            assert got == expected
+            assert torch.equal(full.flat, mixed.flat)
+        offset = 0
+        for p in mixed.params:
+            assert p.grad.data_ptr() == mixed.flat_grad.data_ptr() + 4 * offset
+            offset += p.numel()
+
+    def test_lean_step_skips_the_optimizer_step_on_a_non_finite_loss(self):
+        model = mlp(0)
+        optimizer = make_optimizer("sgd", model)
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1000)
+        port = TorchPort(model, optimizer, lambda m, b: loss_fn(m, b) * math.nan, scheduler)
+        before = port.flat.clone()
+        assert math.isnan(port.lean_step(next(torch_batches(0))))
+        assert torch.equal(port.flat, before)
+        assert scheduler.last_epoch == 1
+
     def test_forward_loss_keeps_mode_and_buffers(self):
         """The probe runs without a graph, in the user's mode, and leaves BatchNorm alone."""
         torch.manual_seed(0)

@@ -177,3 +177,49 @@ class TestControl:
         assert control.val_loss[-1] != base.val_loss[-1]
         np.testing.assert_array_equal(control.backward, control.steps)
         assert verdict(summarise([seed_result(base, control)]), "control").startswith("noise")
+
+
+class TestSideBySide:
+    def test_runs_taken_together_are_the_runs_taken_alone(self):
+        """run_together interleaves runs one validation interval at a time (the order of the
+        steps shows it) and changes nothing but their timing."""
+        from hpcore.bench.runner import CurveRun, run_curve, run_together
+        from hpcore.bench.workloads import get_task
+
+        pytest.importorskip("sklearn", reason="breast-cancer ships with scikit-learn")
+        task = get_task("numpy-softmax-breastcancer", "sgd")
+        order: list[tuple[str, int]] = []
+        runs = [CurveRun(task, lr=0.03, steps=100, seed=0, eval_every=25, method=m,
+                         on_step=lambda i, m=m: order.append((m, i)))
+                for m in ("baseline", "control")]
+        run_together(runs)
+        assert all(r.done for r in runs)
+        blocks = [order[k][0] for k in range(0, len(order), 25)]
+        assert blocks == ["baseline", "control"] * 4
+        for r in runs:
+            alone = run_curve(task, lr=0.03, steps=100, seed=0, eval_every=25, method=r.method)
+            together = r.curve()
+            np.testing.assert_array_equal(together.steps, alone.steps)
+            np.testing.assert_array_equal(together.val_loss, alone.val_loss)
+            assert np.all(np.diff(together.wall) > 0)
+
+    def test_a_target_set_at_the_budget_stops_a_run_that_is_there(self):
+        """The suite takes the methods side by side to the budget, then tells them the
+        baseline's target: a run already there stops, one that is not goes on to it."""
+        from hpcore.bench.runner import CurveRun, run_together
+        from hpcore.bench.workloads import get_task
+
+        pytest.importorskip("sklearn", reason="digits ship with scikit-learn")
+        task = get_task("numpy-mlp-digits", "sgd")
+        base = CurveRun(task, lr=0.02, steps=100, seed=0, eval_every=25)
+        slow = CurveRun(task, lr=0.005, steps=100, seed=0, eval_every=25, run_steps=1000)
+        same = CurveRun(task, lr=0.02, steps=100, seed=0, eval_every=25, run_steps=1000)
+        run_together([base, slow, same], until=100)
+        assert base.done and not slow.done and not same.done
+        target = float(base.curve().val_loss[-1])
+        for r in (slow, same):
+            r.set_target(target)
+        assert same.done and same.i == 100
+        run_together([slow, same])
+        assert slow.done and 100 < slow.i < 1000
+        assert slow.curve().val_loss[-1] <= target
