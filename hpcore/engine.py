@@ -637,6 +637,8 @@ class HybridEngine:
         every = spent / (_REFRESH_SHARE * step_s) if step_s > 0 else 0.0
         if self.config.cost_model == "steps":
             every = 0.0
+        else:  # timings are each rank's own; their dormant steps must stay in lockstep
+            every = self.port.all_reduce_mean(every)
         full = self.config.full_steps
         self._dormant_refresh = max(full, min(math.ceil(min(every, 1e9)), _REFRESH_MAX * full))
 

@@ -31,6 +31,12 @@ class TrainingPort(Protocol):
     ``flat_params()`` shares memory with the model where it can; ``forward_costs_backward``
     is true when ``forward_loss`` has no cheaper path than the gradient function (the
     statistics then count it as a backward pass).
+
+    Optional, for a dormant engine's steps between its fully guarded ones:
+    ``lean_step(batch) -> float``, a full step as the plain loop takes it that returns the loss
+    alone (no gradient norm; a non-finite loss must not update); and ``sync_flat()``, where a
+    lean step leaves ``flat_params()`` behind the model, to bring it up to date. A port
+    without ``lean_step`` takes full steps throughout.
     """
 
     forward_costs_backward: bool

@@ -213,13 +213,17 @@ class CurveRun:
 def run_together(runs: Sequence[CurveRun], until: int | None = None) -> None:
     """Advance ``runs`` side by side, one validation interval of each in turn, up to step
     ``until`` (default: until each is done): drifts of the machine's speed then fall on all
-    of them alike instead of on whichever ran during them."""
+    of them alike instead of on whichever ran during them. The turn order rotates every
+    round, so that no run always follows the same one (or always goes first)."""
+    start = 0
     while True:
         active = [r for r in runs if not r.done and (until is None or r.i < until)]
         if not active:
             return
-        for r in active:
+        start %= len(active)
+        for r in active[start:] + active[:start]:
             r.advance(min(r.i + r.eval_every, until if until is not None else r.last))
+        start += 1
 
 
 def run_curve(

@@ -181,8 +181,9 @@ class TestControl:
 
 class TestSideBySide:
     def test_runs_taken_together_are_the_runs_taken_alone(self):
-        """run_together interleaves runs one validation interval at a time (the order of the
-        steps shows it) and changes nothing but their timing."""
+        """run_together interleaves runs one validation interval at a time, the turn order
+        rotating every round (the order of the steps shows it), and changes nothing but
+        their timing."""
         from hpcore.bench.runner import CurveRun, run_curve, run_together
         from hpcore.bench.workloads import get_task
 
@@ -195,7 +196,7 @@ class TestSideBySide:
         run_together(runs)
         assert all(r.done for r in runs)
         blocks = [order[k][0] for k in range(0, len(order), 25)]
-        assert blocks == ["baseline", "control"] * 4
+        assert blocks == ["baseline", "control", "control", "baseline"] * 2
         for r in runs:
             alone = run_curve(task, lr=0.03, steps=100, seed=0, eval_every=25, method=r.method)
             together = r.curve()
