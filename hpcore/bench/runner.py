@@ -21,6 +21,7 @@ clock changes) slows all of them alike.
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -213,17 +214,18 @@ class CurveRun:
 def run_together(runs: Sequence[CurveRun], until: int | None = None) -> None:
     """Advance ``runs`` side by side, one validation interval of each in turn, up to step
     ``until`` (default: until each is done): drifts of the machine's speed then fall on all
-    of them alike instead of on whichever ran during them. The turn order rotates every
-    round, so that no run always follows the same one (or always goes first)."""
-    start = 0
+    of them alike instead of on whichever ran during them. The turn order is shuffled every
+    round (seeded: the same every time), so that no run always follows the same one: a run
+    can slow the next one down (the threads of Numba's or PyTorch's pool still spinning after
+    it), and a fixed order lays that on one method."""
+    rng = random.Random(0)
     while True:
         active = [r for r in runs if not r.done and (until is None or r.i < until)]
         if not active:
             return
-        start %= len(active)
-        for r in active[start:] + active[:start]:
+        rng.shuffle(active)
+        for r in active:
             r.advance(min(r.i + r.eval_every, until if until is not None else r.last))
-        start += 1
 
 
 def run_curve(
