@@ -53,13 +53,13 @@ column shows where it did).
 
 
 def main(argv: list[str]) -> int:
-    results = Path(argv[1]) if len(argv) > 1 else ROOT / "benchmarks" / "results"
+    results = Path(argv[1]).resolve() if len(argv) > 1 else ROOT / "benchmarks" / "results"
     suite_md = (results / "suite.md").read_text().strip()
     header, _, table = suite_md.partition("\n\n")
     body = (f"{INTRO}\nMachine: {MACHINE}. {header}\n\n{table}\n\n"
             f"Raw numbers (every seed): `{(results / 'suite.json').relative_to(ROOT)}`.\n")
     if len(argv) > 2:
-        longer = Path(argv[2])
+        longer = Path(argv[2]).resolve()
         head_l, _, table_l = (longer / "suite.md").read_text().strip().partition("\n\n")
         body += (f"\n### Longer budgets\n\n{LONGER}\nMachine: {MACHINE}. {head_l}\n\n"
                  f"{table_l}\n\nRaw numbers (every seed): "
