@@ -833,17 +833,20 @@ class HybridEngine:
     def _judge_jump(self) -> bool:
         """End of Correct: keep the jump if the probe loss is below where it started."""
         loss_after = self._probe_loss()
-        gained = self.trend.steps_gained(self._loss_before, loss_after, self.config.correct_steps)
+        spent = self.config.correct_steps
+        gained = self.trend.steps_gained(self._loss_before, loss_after, spent)
         if math.isfinite(loss_after):
             self._learn_from_jump(loss_after)
         rolled_back = not (math.isfinite(loss_after) and loss_after <= self._loss_before)
         self._finish_jump(loss_after=loss_after, gained=gained, rolled_back=rolled_back,
-                          reason="judged")
+                          reason="judged",
+                          credited=self.trend.steps_gained_at_least(self._loss_before,
+                                                                    loss_after, spent))
         self._set_phase(Phase.FULL, self.config.full_steps, reason="judged")
         return rolled_back
 
     def _finish_jump(self, *, loss_after: float | None, gained: float | None,
-                     rolled_back: bool, reason: str) -> None:
+                     rolled_back: bool, reason: str, credited: float | None = None) -> None:
         taken = self._taken if self.phase is Phase.CORRECT else self._k
         if rolled_back:
             self._restore_saved_state()
@@ -854,10 +857,13 @@ class HybridEngine:
         else:
             self._jumps_accepted += 1
         if self.floor is not None:
-            # A rolled-back jump loses every full step it discarded; a kept one is valued by
-            # the trend (gained may be negative: kept, but behind where the steps would be).
+            # A rolled-back jump loses every full step it discarded; a kept one is credited
+            # at the trend's lower bound of its worth (``credited``; negative: kept, but
+            # behind where the steps would be): the trend's own estimate proved generous
+            # (runs that jumped on credit it had granted missed the target).
             discarded = self._full_count - self._jump_full_count
-            self.floor.record(-float(discarded) if rolled_back or gained is None else gained)
+            self.floor.record(-float(discarded) if rolled_back or credited is None
+                              else credited)
         cost = self._cycle_cost()
         self._start_cycle()
         net = None if gained is None else gained - cost

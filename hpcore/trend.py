@@ -66,3 +66,14 @@ class LossTrend:
         if not slope < -2.0 * se:  # no progress the noise cannot explain: no rate to divide by
             return float(steps_spent) if drop > 0 else -float(steps_spent)
         return drop / -slope - steps_spent
+
+    def steps_gained_at_least(self, loss_before: float, loss_after: float,
+                              steps_spent: int) -> float:
+        """A lower bound of :meth:`steps_gained` for a jump that was kept: the drop valued
+        at the fastest progress the fit allows (slope two standard errors steeper), and
+        nothing gained where no progress is measurable (the trend cannot price a drop)."""
+        drop = loss_before - loss_after
+        slope, se = self._fit()
+        if not slope < -2.0 * se:
+            return 0.0 if drop >= 0 else -float(steps_spent)
+        return drop / (-slope + 2.0 * se) - steps_spent

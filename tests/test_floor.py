@@ -326,3 +326,44 @@ def test_no_warmup_counts_the_first_decision_point_from_step_zero():
     assert trainer.statistics().dormant_steps == 30 - 25
     _drift(trainer, 70, np.random.default_rng(1))  # a jump is recorded once it is judged
     assert trainer.engine.jump_records[0].step == 30
+
+
+class TestTrendValuation:
+    """The ledger credits a kept jump at the trend's lower bound of its worth."""
+
+    @staticmethod
+    def _trend(slope, noise, seed=0):
+        from hpcore.trend import LossTrend
+
+        rng = np.random.default_rng(seed)
+        trend = LossTrend(window=100)
+        for t in range(100):
+            trend.add(t, 10.0 + slope * t + noise * rng.normal())
+        return trend
+
+    def test_a_measured_slope_values_the_drop_at_its_fastest(self):
+        """Loss falling 0.01 per step: a drop of 1.0 is worth 100 steps, less the 40 spent;
+        the lower bound divides by a slope two standard errors steeper."""
+        trend = self._trend(-0.01, 0.05)
+        slope, se = trend._fit()
+        assert trend.steps_gained(5.0, 4.0, 40) == pytest.approx(1.0 / -slope - 40)
+        lower = trend.steps_gained_at_least(5.0, 4.0, 40)
+        assert lower == pytest.approx(1.0 / (-slope + 2 * se) - 40)
+        assert 0 < lower < trend.steps_gained(5.0, 4.0, 40)
+
+    def test_no_measurable_progress_credits_nothing(self):
+        """On a plateau the trend cannot price a drop: the estimate says +/- the steps spent
+        by its sign, the lower bound credits a kept jump nothing."""
+        trend = self._trend(0.0, 0.05)
+        assert trend.steps_gained(10.0, 9.99, 40) == 40.0
+        assert trend.steps_gained_at_least(10.0, 9.99, 40) == 0.0
+        assert trend.steps_gained_at_least(10.0, 10.01, 40) == -40.0
+
+    def test_the_ledger_holds_the_lower_bounds(self):
+        """Every jump in a steady drift is kept and gains: the ledger holds less than the
+        trend's estimates add up to, and still more than nothing."""
+        trainer = _quadratic()
+        _drift(trainer, 2000, np.random.default_rng(1))
+        kept = [j for j in trainer.engine.jump_records if not j.rolled_back]
+        assert len(kept) == len(trainer.engine.jump_records) > 0
+        assert 0 < trainer.engine.floor.realized < sum(j.steps_gained for j in kept)
