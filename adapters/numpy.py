@@ -84,21 +84,22 @@ class NumpyPort:
         if not math.isfinite(sq):  # a non-finite entry, or only a float32 overflow of the sum?
             sq = float(np.einsum("i,i->", grad, grad, dtype=np.float64))
         grad_norm = math.sqrt(sq) if math.isfinite(sq) else math.inf
-        if math.isfinite(loss) and math.isfinite(sq):
+        self._update(grad, math.isfinite(loss) and math.isfinite(sq))
+        return FullStepOutput(loss, grad_norm)
+
+    def _update(self, grad: np.ndarray, finite: bool) -> None:
+        """The optimizer's step, or only its count (never feed it a non-finite gradient)."""
+        if finite:
             self.optimizer.step(self.params, grad.astype(np.float32, copy=False))
         else:
-            self.optimizer.skip_step()  # never feed a non-finite gradient to the optimizer
-        return FullStepOutput(loss, grad_norm)
+            self.optimizer.skip_step()
 
     def lean_step(self, batch: Any) -> float:
         """A full step for a dormant engine: the loss only, no checks of the gradient (the
         engine's guarded steps between have checked its shape and norm)."""
         loss, grad = self.loss_and_grad(self.params, batch)
         loss = float(loss)
-        if math.isfinite(loss):
-            self.optimizer.step(self.params, grad.astype(np.float32, copy=False))
-        else:
-            self.optimizer.skip_step()
+        self._update(grad, math.isfinite(loss))
         return loss
 
     def forward_loss(self, batch: Any) -> float:

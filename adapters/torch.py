@@ -239,16 +239,21 @@ class TorchPort:
                     g.copy_(p.grad)
                 p.grad = g
         grad_norm = self._grad_norm()
-        if math.isfinite(loss_value) and math.isfinite(grad_norm):
+        self._update(math.isfinite(loss_value) and math.isfinite(grad_norm))
+        return FullStepOutput(loss_value, grad_norm)
+
+    def _update(self, finite: bool) -> None:
+        """The optimizer's and the scheduler's step, or the scheduler's alone: a non-finite
+        loss or gradient is never fed to the optimizer, and the schedule still advances."""
+        if finite:
             self.optimizer.step()
             if self.scheduler is not None:
                 self.scheduler.step()
-        else:  # never feed a non-finite gradient to the optimizer; the schedule still advances
+        else:
             self._step_scheduler_alone()
         if self.master is not None:
             with torch.no_grad():
                 self.master.copy_(self.flat)
-        return FullStepOutput(loss_value, grad_norm)
 
     def lean_step(self, batch: Any) -> float:
         """A full step for a dormant engine, as the plain loop takes it: fresh gradients
@@ -261,15 +266,7 @@ class TorchPort:
             loss = self._loss(batch)
             loss.backward()
         loss_value = float(loss.detach())
-        if math.isfinite(loss_value):
-            self.optimizer.step()
-            if self.scheduler is not None:
-                self.scheduler.step()
-        else:
-            self._step_scheduler_alone()
-        if self.master is not None:
-            with torch.no_grad():
-                self.master.copy_(self.flat)
+        self._update(math.isfinite(loss_value))
         return loss_value
 
     def forward_loss(self, batch: Any) -> float:

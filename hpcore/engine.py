@@ -384,25 +384,23 @@ class HybridEngine:
         self._start_cycle()  # timings are this process's own: the next charge starts now
 
     # ------------------------------------------------------------------ port calls
-    def _port_full_step(self, batch: Any) -> tuple[float, float]:
+    def _timed_full(self, step: Any, batch: Any) -> Any:
+        """A full step of the port's (``full_step`` or ``lean_step``), timed and counted."""
         t0 = time.perf_counter()
-        out = self.port.full_step(batch)
+        out = step(batch)
         dt = time.perf_counter() - t0
         self._timer.port += dt
         self._timer.full += dt
         self._backward += 1
         self._full_count += 1
+        return out
+
+    def _port_full_step(self, batch: Any) -> tuple[float, float]:
+        out = self._timed_full(self.port.full_step, batch)
         return float(out[0]), float(out[1])
 
     def _port_lean_step(self, batch: Any) -> float:
-        t0 = time.perf_counter()
-        loss = self._lean(batch)
-        dt = time.perf_counter() - t0
-        self._timer.port += dt
-        self._timer.full += dt
-        self._backward += 1
-        self._full_count += 1
-        return float(loss)
+        return float(self._timed_full(self._lean, batch))
 
     def _fresh_theta(self) -> None:
         """Bring the flat parameters up to date after lean steps (ports that copy them)."""
@@ -439,12 +437,13 @@ class HybridEngine:
     def _dormant_full_step(self, batch: Any) -> tuple[float, bool]:
         """A full step while the engine sits out, with the guards a plain loop lacks.
 
-        Every step is handed back with finite parameters. Once the monitor knows the
-        gradient's level, a finite loss and a gradient below ten times that level cannot
+        A fully guarded step is handed back with finite parameters. Once the monitor knows
+        the gradient's level, a finite loss and a gradient below ten times that level cannot
         have thrown finite parameters out of range: only then, and not before a fallback
         refresh, is the sum of squares skipped. Between the fully guarded steps (one in
         ``dormant_check_interval``, the last dormant one, each refresh) a port's lean step
-        is taken, judged by its loss alone: finite and below the warning z-score.
+        is taken, judged by its loss alone: finite and below the warning z-score (a
+        non-finite gradient under a finite loss shows in the next step's loss).
         """
         cfg = self.config
         trusted = self.monitor.grad_seen >= cfg.divergence.min_baseline_steps and \

@@ -6,8 +6,9 @@ plain loop; everything is counted in its unit, full steps:
 
 - ``alpha * steps``: the slack a floor of ``1 - alpha`` allows over the steps so far (over
   the whole run when its length is known);
-- ``+ realized``: what judged jumps gained against the loss trend (a rolled-back jump loses
-  the full steps it discarded);
+- ``+ realized``: what judged jumps gained against the loss trend, at its lower bound
+  (:meth:`hpcore.trend.LossTrend.steps_gained_at_least`; a rolled-back jump loses the full
+  steps it discarded);
 - ``- overhead``: the engine's own time beyond the full steps (bookkeeping, probe forward
   passes, predicted steps, the guard of dormant steps), in units of a full step; with the run's
   length known, the overhead of the steps still to come is reserved as well.
