@@ -94,9 +94,14 @@ class CurveRun:
     """One method's training run, advanced step by step so that several can run side by
     side (:func:`run_together`); :func:`run_curve` runs one alone.
 
-    Arguments as for :func:`run_curve`; ``run`` is the workload's run (model, optimizer).
-    ``done`` is true once the run has taken its last step (``run_steps``) or met ``stop_at``
-    past the budget; :meth:`curve` is its record so far.
+    ``method`` is one of :data:`METHODS`; left out it is ``"hybrid"`` when ``config`` is given
+    and ``"baseline"`` otherwise (``"extrapolation"`` without a config uses
+    :func:`extrapolation_config`). ``steps`` is the step budget the schedule is laid over;
+    ``run_steps`` (at least ``steps``) lets the run go on past it, and ``stop_at`` ends it at
+    the first validation point past the budget whose loss, averaged over the last
+    ``stop_window`` points, is at or below that value (a time-to-target run needs no more).
+    ``run`` is the workload's run (model, optimizer); ``done`` is true once the run has taken
+    its last step or met ``stop_at``; :meth:`curve` is its record so far.
     """
 
     def __init__(
@@ -228,34 +233,10 @@ def run_together(runs: Sequence[CurveRun], until: int | None = None) -> None:
             r.advance(min(r.i + r.eval_every, until if until is not None else r.last))
 
 
-def run_curve(
-    task: Task,
-    *,
-    lr: float,
-    steps: int,
-    seed: int,
-    schedule: str = "constant",
-    config: HybridTrainerConfig | None = None,
-    method: str | None = None,
-    eval_every: int | None = None,
-    on_step: Callable[[int], None] | None = None,
-    label: str | None = None,
-    run_steps: int | None = None,
-    stop_at: float | None = None,
-    stop_window: int = 1,
-) -> Curve:
-    """Train from the seed's initial point and record the validation curve.
-
-    ``method`` is one of :data:`METHODS`; left out it is ``"hybrid"`` when ``config`` is given
-    and ``"baseline"`` otherwise (``"extrapolation"`` without a config uses
-    :func:`extrapolation_config`). ``steps`` is the step budget the schedule is laid over;
-    ``run_steps`` (at least ``steps``) lets the run go on past it, and ``stop_at`` ends it at
-    the first validation point past the budget whose loss, averaged over the last
-    ``stop_window`` points, is at or below that value (a time-to-target run needs no more).
-    """
-    run = CurveRun(task, lr=lr, steps=steps, seed=seed, schedule=schedule, config=config,
-                   method=method, eval_every=eval_every, on_step=on_step, label=label,
-                   run_steps=run_steps, stop_at=stop_at, stop_window=stop_window)
+def run_curve(task: Task, **kwargs: Any) -> Curve:
+    """Train from the seed's initial point, alone, and record the validation curve; the
+    keyword arguments are :class:`CurveRun`'s."""
+    run = CurveRun(task, **kwargs)
     run.advance(run.last)
     return run.curve()
 
