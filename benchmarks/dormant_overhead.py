@@ -1,13 +1,15 @@
 """What the hybrid trainer costs a training step when it makes no jump: the price of the floor.
 
-Usage: ``python benchmarks/dormant_overhead.py [workload ...]`` (default: the suite's workloads,
-each with its first optimizer). For each workload it builds the plain loop and the hybrid trainer (default
-config) on the same model and data, forces the engine dormant (as the floor guard does when no
-jump is affordable), and times the two side by side in alternating blocks of 50 steps, 40 blocks
-each after 300 steps of warm-up: a drift of the machine's speed falls on both alike. Printed: the
-mean step time of each, the ratio plain / hybrid (the speed the floor is measured in; the median
-over blocks too) and the engine's own time per dormant step (``engine_time_s``, which excludes
-the framework's work in the port).
+Usage: ``python benchmarks/dormant_overhead.py [--check-interval N] [workload ...]`` (default:
+the suite's workloads, each with its first optimizer; ``N`` is
+``DivergenceConfig.dormant_check_interval``, default 8; 1 guards every dormant step fully).
+For each workload it builds the plain loop and the hybrid trainer (default config) on the
+same model and data, forces the engine dormant (as the floor guard does when no jump is
+affordable), and times the two side by side in alternating blocks of 50 steps, 40 blocks each
+after 300 steps of warm-up: a drift of the machine's speed falls on both alike. Printed: the
+mean step time of each, the ratio plain / hybrid (the speed the floor is measured in; the
+median over blocks too) and the engine's own time per dormant step (``engine_time_s``, which
+excludes the framework's work in the port).
 """
 
 from __future__ import annotations
@@ -21,19 +23,20 @@ import structlog
 
 from hpcore.bench.runner import warm_up_engine
 from hpcore.bench.workloads import SUITE_DEFAULT, WORKLOADS, get_task
-from hpcore.config import HybridTrainerConfig
+from hpcore.config import DivergenceConfig, HybridTrainerConfig
 
 BLOCK, BLOCKS, WARM = 50, 40, 300
 
 
-def measure(name: str) -> dict[str, float]:
+def measure(name: str, check_interval: int = 8) -> dict[str, float]:
     """Plain and dormant-hybrid step times of one workload, side by side."""
     task = get_task(name, WORKLOADS[name].optimizers[0])
     lr = task.lr_grid[len(task.lr_grid) // 2]
     plain = task.build(seed=0, lr=lr, steps=50_000, schedule="constant")
     hybrid = task.build(seed=0, lr=lr, steps=50_000, schedule="constant")
     warm_up_engine(hybrid.get_flat().size)
-    trainer = hybrid.make_hybrid(HybridTrainerConfig(total_steps=10**7))
+    divergence = DivergenceConfig(dormant_check_interval=check_interval)
+    trainer = hybrid.make_hybrid(HybridTrainerConfig(total_steps=10**7, divergence=divergence))
     engine = trainer.engine
     engine._dormant = 10**9  # dormant throughout, as when no jump is affordable
     data_p, data_h = plain.batches(), hybrid.batches()
@@ -64,7 +67,11 @@ def measure(name: str) -> dict[str, float]:
 
 
 def main(argv: list[str]) -> int:
-    names = argv[1:] or list(SUITE_DEFAULT)
+    args = argv[1:]
+    interval = 8
+    if args[:1] == ["--check-interval"]:
+        interval, args = int(args[1]), args[2:]
+    names = args or list(SUITE_DEFAULT)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     try:
         import torch
@@ -74,7 +81,7 @@ def main(argv: list[str]) -> int:
         pass
     print(f"{'workload':28s} {'plain':>9s} {'hybrid':>9s} {'speed':>7s} {'median':>7s} {'engine':>8s}")
     for name in names:
-        m = measure(name)
+        m = measure(name, interval)
         print(f"{name:28s} {m['plain_us']:7.1f}us {m['hybrid_us']:7.1f}us {m['ratio']:6.3f}x "
               f"{m['median_ratio']:6.3f}x {m['engine_us']:6.1f}us")
     return 0
