@@ -154,8 +154,10 @@ class JaxPort:
             # taken), decided in the compiled call: the host takes the result before waiting
             # for it (a small step ran about 30 us slower when the old arrays outlived the
             # wait for the loss). The norm costs a lean step 10-20 us on a small model.
-            grad_norm = _tree_norm(grads) if norm else loss
-            ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+            ok = jnp.isfinite(loss)
+            grad_norm = _tree_norm(grads) if norm else jnp.nan
+            if norm:
+                ok = ok & jnp.isfinite(grad_norm)
             keep = functools.partial(jax.tree_util.tree_map, lambda n, o: jnp.where(ok, n, o))
             return keep(new_params, params), keep(new_state, opt_state), loss, grad_norm
 
