@@ -525,7 +525,7 @@ class HybridEngine:
             # The fallback of a critical event stays recent while dormant too: a non-finite
             # step after a long sit-out must not rewind the run to where it began.
             self._save_good_state()
-        if self._dormant == 0:
+        if self._dormant == 0 and self._rearm_allowed():
             self.history.restart(self.theta)
             self.trend.clear()
             log.info("dormant_end", step=self.step_count)
@@ -596,17 +596,26 @@ class HybridEngine:
         if self._dormant > 0:
             log.info("dormant", step=0, steps=self._dormant, reason="floor")
 
-    def _floor_allows(self, horizon: int) -> bool:
+    def _floor_allows(self, horizon: int, rearm: bool = False) -> bool:
         """Whether the floor's credit covers this jump's worst case (rolled back after its
-        Correct phase: those steps and its probes lost); if not, sit out until it may."""
+        Correct phase: those steps and its probes lost); if not, sit out until it may.
+
+        With ``rearm`` (a sit-out ends: the history must be rebuilt for the decision point
+        ``self._left`` steps ahead) the credit is the one expected at that point, and the
+        rebuild's bookkeeping is counted beyond the dormant guard's cost the credit already
+        reserves: a rebuild the credit cannot pay for is never started.
+        """
         if self.floor is None:
             return True
         cfg = self.config
         overhead, rate, active, forward = self._overhead()
         probes = cfg.probe_batches * (-(-horizon // cfg.check_interval) + 2)
         worst = cfg.correct_steps * (1.0 + active) + probes * forward
+        if rearm:
+            worst += self._rearm_steps * max(active - rate, 0.0)
         # Timings are each rank's own: every number the decision reads is averaged first.
-        credit = self.floor.credit(self._full_count, overhead, rate)
+        ahead = self._left if rearm else 0
+        credit = self.floor.credit(self._full_count + ahead, overhead + rate * ahead, rate)
         margin = self.port.all_reduce_mean(credit - worst)
         if margin >= 0.0:
             return True
@@ -616,11 +625,28 @@ class HybridEngine:
             wait = max(self.step_count, cfg.full_steps)
         if cfg.total_steps is not None:
             wait = min(wait, max(cfg.total_steps - self.step_count, cfg.full_steps))
-        idle = max(1, math.ceil((wait - self._left) / cfg.full_steps))
-        log.info("jump_skipped", step=self.step_count, reason="floor", credit=round(credit, 2),
-                 needed=round(worst, 2), short=round(-margin, 2), idle_decisions=idle)
+        # The next decision point it may jump at must lie ``wait`` steps past this one.
+        idle = max(1, math.ceil((wait + ahead - self._left) / cfg.full_steps))
+        log.info("jump_skipped", step=self.step_count, reason="floor_rearm" if rearm else "floor",
+                 credit=round(credit, 2), needed=round(worst, 2), short=round(-margin, 2),
+                 idle_decisions=idle)
         self._go_dormant(idle)
         return False
+
+    def _rearm_allowed(self) -> bool:
+        """At the end of a sit-out: whether to rebuild the history for the next decision
+        point. Not when that point comes too late in the run for a jump (dormant to the end)
+        or the floor cannot pay for the rebuild and the cheapest jump (dormant until it can);
+        the rebuild's cost per step is known once one has been measured, and counted as
+        nothing before."""
+        end = self.config.total_steps
+        if end is not None and \
+                self.step_count + self._left + 2 + self.config.correct_steps > end:
+            self._dormant = max(end - self.step_count, 1)
+            log.info("jump_skipped", step=self.step_count, reason="end_of_run",
+                     total_steps=end, dormant=self._dormant)
+            return False
+        return self._floor_allows(1, rearm=True)
 
     def _save_good_state(self) -> None:
         t0 = time.perf_counter()

@@ -120,6 +120,23 @@ class TestEngine:
         _drift(trainer, 200 - 120, np.random.default_rng(0))
         assert trainer.statistics().dormant_steps == 200 - rearm
 
+    @pytest.mark.parametrize(("rate", "active", "rebuilds"), [
+        (0.0, 0.0, True),  # free bookkeeping: the history is rebuilt for step 50
+        (0.045, 0.045, False),  # the guard's reserved cost leaves 6 steps of slack, not 16
+        (0.01, 0.8, False),  # a jump is affordable (24 of 40) but not after the rebuild (44)
+    ], ids=["affordable", "guard-cost", "rebuild-cost"])
+    def test_a_sit_out_ends_only_where_the_floor_pays_for_the_rebuild(self, rate, active,
+                                                                      rebuilds):
+        """At the end of a sit-out the credit expected at the next decision point must cover
+        the cheapest jump (10 Correct steps, 12 probes at half a step) and the bookkeeping of
+        the 25 steps that rebuild the history; else the engine stays dormant."""
+        trainer = _quadratic(total_steps=1000)
+        engine = trainer.engine  # the overhead so far, at the guard's rate per step
+        engine._overhead = lambda: (rate * engine._full_count, rate, active, 0.5)
+        _drift(trainer, 1000, np.random.default_rng(0))
+        dormant = trainer.statistics().dormant_steps
+        assert (dormant < 1000) if rebuilds else (dormant == 1000), dormant
+
     def test_a_run_too_short_for_any_jump_stays_dormant(self):
         """5% of 150 steps is less than one jump's 10 Correct steps: no bookkeeping at all."""
         trainer = _quadratic(total_steps=150)
