@@ -193,14 +193,15 @@ class JaxPort:
             self._stale = False
         return FullStepOutput(loss, grad_norm)
 
-    def lean_step(self, batch: Any) -> float:
-        """A full step for a dormant engine: the loss comes back, the flat buffer is left
-        behind (:meth:`sync_flat` catches it up) and the gradient norm is not taken (a
-        non-finite loss still leaves params and state as they were; a non-finite gradient
+    def lean_step(self, batch: Any) -> Any:
+        """A full step for a dormant engine: the loss comes back as a scalar array JAX may
+        still be computing (the engine reads it after its own bookkeeping), the flat buffer
+        is left behind (:meth:`sync_flat` catches it up) and the gradient norm is not taken
+        (a non-finite loss still leaves params and state as they were; a non-finite gradient
         under a finite loss shows in the next step's loss, which the engine guards)."""
         self.params, self.opt_state, loss = self._lean_step(self.params, self.opt_state, batch)
         self._stale = True
-        return float(loss)
+        return loss
 
     def sync_flat(self) -> None:
         """Copy the parameters into the flat buffer after lean steps."""

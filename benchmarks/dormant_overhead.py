@@ -1,8 +1,9 @@
 """What the hybrid trainer costs a training step when it makes no jump: the price of the floor.
 
 Usage: ``python benchmarks/dormant_overhead.py [--check-interval N] [workload ...]`` (default:
-the suite's workloads, each with its first optimizer; ``N`` is
-``DivergenceConfig.dormant_check_interval``, default 8; 1 guards every dormant step fully).
+the suite's workloads, each with its first optimizer; ``N`` fixes
+``DivergenceConfig.dormant_check_interval``, by default chosen from the measured cost; 1
+guards every dormant step fully).
 For each workload it builds the plain loop and the hybrid trainer (default config) on the
 same model and data, forces the engine dormant (as the floor guard does when no jump is
 affordable), and times the two side by side in alternating blocks of 50 steps, 40 blocks each
@@ -28,7 +29,7 @@ from hpcore.config import DivergenceConfig, HybridTrainerConfig
 BLOCK, BLOCKS, WARM = 50, 40, 300
 
 
-def measure(name: str, check_interval: int = 8) -> dict[str, float]:
+def measure(name: str, check_interval: int | None = None) -> dict[str, float]:
     """Plain and dormant-hybrid step times of one workload, side by side."""
     task = get_task(name, WORKLOADS[name].optimizers[0])
     lr = task.lr_grid[len(task.lr_grid) // 2]
@@ -63,12 +64,12 @@ def measure(name: str, check_interval: int = 8) -> dict[str, float]:
     engine_s = (engine._timer.dormant - engine_before) / (engine._timer.dormant_steps - steps_before)
     return {"plain_us": 1e6 * t_plain / n, "hybrid_us": 1e6 * t_hybrid / n,
             "ratio": t_plain / t_hybrid, "median_ratio": statistics.median(ratios),
-            "engine_us": 1e6 * engine_s}
+            "engine_us": 1e6 * engine_s, "interval": engine._guard_interval}
 
 
 def main(argv: list[str]) -> int:
     args = argv[1:]
-    interval = 8
+    interval = None
     if args[:1] == ["--check-interval"]:
         interval, args = int(args[1]), args[2:]
     names = args or list(SUITE_DEFAULT)
@@ -79,11 +80,12 @@ def main(argv: list[str]) -> int:
         torch.set_num_threads(1)
     except ImportError:
         pass
-    print(f"{'workload':28s} {'plain':>9s} {'hybrid':>9s} {'speed':>7s} {'median':>7s} {'engine':>8s}")
+    print(f"{'workload':28s} {'plain':>9s} {'hybrid':>9s} {'speed':>7s} {'median':>7s} "
+          f"{'engine':>8s} {'guard 1 in':>10s}")
     for name in names:
         m = measure(name, interval)
         print(f"{name:28s} {m['plain_us']:7.1f}us {m['hybrid_us']:7.1f}us {m['ratio']:6.3f}x "
-              f"{m['median_ratio']:6.3f}x {m['engine_us']:6.1f}us")
+              f"{m['median_ratio']:6.3f}x {m['engine_us']:6.1f}us {m['interval']:10d}")
     return 0
 
 

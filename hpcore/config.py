@@ -192,7 +192,10 @@ class DivergenceConfig:
             due); the steps between, on a port that offers a lean step, check only that the
             loss is finite and below the warning z-score. 1 guards every dormant step fully
             (a gradient spike is then seen on the step it happens, not up to this many
-            steps later).
+            steps later). ``None`` (default): chosen from the measured cost, the smallest
+            interval (2 to 32) at which the guarded steps' extra time is at most 1% of the
+            dormant steps' time, re-chosen at each fallback refresh; 8 until both kinds of
+            step have been timed, and always with ``cost_model="steps"``.
     """
 
     critical_zscore: float = attrs.field(default=12.0, validator=_float_in(0.0, 1e9, lo_open=True))
@@ -205,7 +208,8 @@ class DivergenceConfig:
     oscillation_fraction: float = attrs.field(default=0.9, validator=_float_in(0.0, 1.0))
     gap_zscore: float = attrs.field(default=3.0, validator=_float_in(0.0, 1e9, lo_open=True))
     gap_decay: float = attrs.field(default=3.0, validator=_float_in(0.0, 1e9, lo_open=True))
-    dormant_check_interval: int = attrs.field(default=8, validator=_int_at_least(1))
+    dormant_check_interval: int | None = attrs.field(
+        default=None, validator=_optional(_int_at_least(1)))
 
     def __attrs_post_init__(self) -> None:
         if self.grad_critical_ratio < self.grad_explosion_ratio:

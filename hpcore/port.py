@@ -33,8 +33,10 @@ class TrainingPort(Protocol):
     statistics then count it as a backward pass).
 
     Optional, for a dormant engine's steps between its fully guarded ones:
-    ``lean_step(batch) -> float``, a full step as the plain loop takes it that returns the loss
-    alone (no gradient norm; a non-finite loss must not update); and ``sync_flat()``, where a
+    ``lean_step(batch)``, a full step as the plain loop takes it that returns the loss alone
+    (no gradient norm; a non-finite loss must not update), as a float or as a scalar the
+    framework may still be computing (``float()`` waits for it: the engine reads it after
+    its own bookkeeping); and ``sync_flat()``, where a
     lean step leaves ``flat_params()`` behind the model, to bring it up to date. A port
     without ``lean_step`` takes full steps throughout.
     """

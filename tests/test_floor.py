@@ -314,6 +314,75 @@ class TestDormantGuard:
         assert 380 * (7 / 8 - 1 / 30) - 1 <= calls[1][0] <= 380 * 7 / 8
         assert every.statistics().dormant_steps == lean.statistics().dormant_steps == 400
 
+    def test_the_short_path_makes_the_same_decisions(self):
+        """``step`` takes the lean steps planned after a dormant step on its short path:
+        the same parameters, counters and phase clock as through ``_dormant_full_step``
+        (planning switched off); the slow path takes the guarded steps (one in eight, the
+        first 20, each fallback refresh) and the step that ends each 30-step phase."""
+        runs = [_quadratic(total_steps=1000, floor=1.0) for _ in range(2)]
+        runs[1].engine._plan_lean_run = lambda: None  # every step through the slow path
+        slow_calls = []
+        for t in runs:
+            inner = t.engine._dormant_full_step
+            calls = [0]
+
+            def counted(batch, inner=inner, calls=calls):
+                calls[0] += 1
+                return inner(batch)
+
+            t.engine._dormant_full_step = counted
+            slow_calls.append(calls)
+        rng = np.random.default_rng(5)
+        for _ in range(500):
+            c = 1000.0 + 0.1 * rng.normal(size=50)
+            for t in runs:
+                t.step(c)
+        fast, slow = (t.engine for t in runs)
+        np.testing.assert_array_equal(runs[0].params, runs[1].params)
+        for name in ("step_count", "trajectory_steps", "_left", "_dormant", "_dormant_steps",
+                     "_saved_traj", "_backward", "_full_count", "_phase_steps"):
+            assert getattr(fast, name) == getattr(slow, name), name
+        assert fast._timer.dormant_steps == slow._timer.dormant_steps == 500
+        assert slow_calls[1][0] == 500
+        assert 500 / 8 <= slow_calls[0][0] <= 500 / 8 + 2 * 500 / 30 + 21, slow_calls[0][0]
+
+    @pytest.mark.parametrize(("slow", "expected"), [
+        ("both", 2),  # 2 ms steps: the guard's extra microseconds are below 1% of them
+        ("guard", 32),  # a guarded step 2 ms dearer than a lean one: one in 32 at most
+    ])
+    def test_the_guard_interval_follows_its_measured_cost(self, slow, expected):
+        """With ``cost_model="wall"`` and no interval fixed, the dormant engine guards as
+        often as 1% of a step's time pays for (from 2 to 32 steps apart), re-chosen at each
+        fallback refresh; fixed by the config, or with ``cost_model="steps"``, it stays."""
+        import time
+
+        from hpcore.config import DivergenceConfig
+
+        def lg(p, c):
+            if slow == "both":
+                time.sleep(0.002)
+            r = p.astype(np.float64) - c
+            return 0.5 * float(r @ r), r.astype(np.float32)
+
+        configs = [_quadratic(total_steps=1000, floor=1.0, cost_model=cost, **extra).engine.config
+                   for cost, extra in [("wall", {}), ("steps", {}), ("wall", {
+                       "divergence": DivergenceConfig(dormant_check_interval=5)})]]
+        trainers = [HybridTrainer(np.zeros(50, np.float32), lg, SGD(0.002), c) for c in configs]
+        for trainer in trainers:
+            if slow == "guard":
+                port, full = trainer.engine.port, trainer.engine.port.full_step
+
+                def slow_full(batch, full=full):
+                    time.sleep(0.002)
+                    return full(batch)
+
+                port.full_step = slow_full
+            rng = np.random.default_rng(0)
+            for _ in range(200):
+                trainer.step(1000.0 + 0.1 * rng.normal(size=50))
+        assert [t.engine._guard_interval for t in trainers] == [expected, 8, 5]
+        assert trainers[0].statistics().dormant_steps == 200
+
     def test_a_slow_fallback_copy_is_refreshed_less_often(self):
         """Where copying the optimizer state costs more than 0.2% of the steps between
         refreshes, the dormant engine refreshes it less often, at most ten Full phases

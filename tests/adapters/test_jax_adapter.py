@@ -177,7 +177,7 @@ class TestPort:
         port = JaxPort(init(0), optax.adam(1e-3), lambda p, b: loss_fn(p, b) * jnp.nan)
         before, state = port.buffer.copy(), port.opt_state
         out = getattr(port, step)(next(digit_batches(0)))
-        assert math.isnan(out if step == "lean_step" else out.loss)
+        assert math.isnan(float(out) if step == "lean_step" else out.loss)
         port.sync_flat()
         np.testing.assert_array_equal(port.buffer, before)
         for a, b in zip(jax.tree_util.tree_leaves(port.opt_state),
@@ -196,7 +196,7 @@ class TestPort:
             expected = full.full_step(batch).loss
             if i % 2:
                 before = mixed.buffer.copy()
-                assert mixed.lean_step(batch) == pytest.approx(expected, rel=1e-6)
+                assert float(mixed.lean_step(batch)) == pytest.approx(expected, rel=1e-6)
                 np.testing.assert_array_equal(mixed.buffer, before)  # not copied yet
                 mixed.sync_flat()
             else:
