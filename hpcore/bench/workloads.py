@@ -124,9 +124,26 @@ class TorchRun:
         self.sched = (torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=steps)
                       if schedule == "cosine" else None)
         self.trainer: Any = None
+        self.device = torch.device("cpu")
 
     def batches(self) -> Iterator[tuple]:
         return self._batches(self.seed)
+
+    def to(self, device: str) -> TorchRun:
+        """Move the model, the validation set and every batch to ``device`` (before the
+        hybrid trainer is made, while the optimizer holds no state)."""
+        torch = self.torch
+        self.model.to(device)
+        self.val = tuple(v.to(device) for v in self.val)
+        make = self._batches
+        self._batches = lambda seed: (tuple(t.to(device) for t in b) for b in make(seed))
+        self.device = torch.device(device)
+        return self
+
+    def sync(self) -> None:
+        """Wait for the device's queued work (a no-op on the CPU)."""
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize()
 
     def plain_step(self, batch: Any) -> None:
         self.opt.zero_grad(set_to_none=True)
@@ -145,11 +162,11 @@ class TorchRun:
 
     def get_flat(self) -> np.ndarray:
         vec = self.torch.nn.utils.parameters_to_vector(self.model.parameters())
-        return vec.detach().numpy().copy()
+        return vec.detach().cpu().numpy().copy()
 
     def set_flat(self, v: np.ndarray) -> None:
         with self.torch.no_grad():
-            vec = self.torch.from_numpy(np.asarray(v, dtype=np.float32))
+            vec = self.torch.from_numpy(np.asarray(v, dtype=np.float32)).to(self.device)
             self.torch.nn.utils.vector_to_parameters(vec, self.model.parameters())
 
     def validate(self) -> tuple[float, float]:
