@@ -21,27 +21,27 @@ MACHINE = "2-core CPU VM, no GPU"
 
 INTRO = """\
 `hpcore bench --suite` measures time-to-target (DESIGN section 8): for each workload, optimizer
-(SGD with momentum 0.9, Adam) and schedule (constant, cosine), the plain loop's learning rate is
-tuned by a sweep on seed 0 at the full step budget; then, for each of 3 seeds, the tuned
+(SGD with momentum 0.9, Adam) and schedule (constant, cosine), the plain loop's learning rate
+is tuned by a sweep on seed 0 at the full step budget; then, for each of 3 seeds, the tuned
 baseline, the hybrid trainer (default `HybridTrainerConfig()`, told the budget as
 `total_steps`), Lookahead (k=5, alpha=0.5), raw-update extrapolation (the engine with
 `snapshot_interval=1, snapshot_ema=None, LinearConfig(window=2), history_size=2`: DESIGN 5's
 floor) and a control (the baseline itself with its batches one step out of line: the metric's
-noise floor) run from the same initial point, side by side (one validation interval of each
-in turn, in an order shuffled every round, so that the VM's speed drifting during a run
-slows all of them alike and no run always follows the same one; past the budget the methods still short of the target go on together). Step budgets
-are small so that the whole suite
-fits in minutes on a 2-core CPU: 600 steps (MNIST MLP), 400 (MNIST CNN, Shakespeare
-transformer), 800 (JAX digits MLP), 1,000 (NumPy breast-cancer softmax regression). The
-default floor guard (`floor=0.95`) lets a jump start only when 5% of the run covers a rollback
-of its 40 Correct steps plus the engine's own time: these budgets' slack (20-50 steps) does
-not, so here the hybrid trainer never jumps and its rows measure the price of the guard
-alone (its dormant steps: the plain loop's step, the loss checked, one step in 2 to 32
-fully guarded, as its measured cost allows); the longer budgets below do jump. Steps are not the cost, wall-clock is: with a
-constant learning rate the other methods may run on up to 1.5x the baseline's budget to reach
-its final loss (a cosine schedule ends with the budget, so there they stop at it); "final val
-loss vs baseline" compares at the baseline's budget. Validation losses are read as means of 3 consecutive
-evaluations.
+noise floor) run from the same initial point, side by side (one validation interval of each in
+turn, in an order shuffled every round, so that the VM's speed drifting during a run slows all
+of them alike and no run always follows the same one; past the budget the methods still short
+of the target go on together). Step budgets are small so that the whole suite fits in minutes
+on a 2-core CPU: 600 steps (MNIST MLP), 400 (MNIST CNN, Shakespeare transformer), 800 (JAX
+digits MLP), 1,000 (NumPy breast-cancer softmax regression). The default floor guard
+(`floor=0.95`) lets a jump start only when 5% of the run covers a rollback of its 40 Correct
+steps plus the engine's own time: these budgets' slack (20-50 steps) does not, so here the
+hybrid trainer never jumps and its rows measure the price of the guard alone (its dormant
+steps: the plain loop's step, the loss checked, one step in 2 to 32 fully guarded, as its
+measured cost allows); the longer budgets below do jump. Steps are not the cost, wall-clock is:
+with a constant learning rate the other methods may run on up to 1.5x the baseline's budget to
+reach its final loss (a cosine schedule ends with the budget, so there they stop at it); "final
+val loss vs baseline" compares at the baseline's budget. Validation losses are read as means of
+3 consecutive evaluations.
 """
 
 LONGER = """\

@@ -252,8 +252,9 @@ class HybridEngine:
 
         The bookkeeping is done before the loss is read: an asynchronous framework (JAX) is
         still computing then, and a host thread that returns as soon as the loss is in keeps
-        the framework's workers from going to sleep between steps (measured on the JAX digits
-        MLP: 0.6 us of Python after the wait cost 7 us a step, before it nothing).
+        the framework's workers from going to sleep between steps (``python
+        benchmarks/jax_step_costs.py``, JAX digits MLP: building a result after the wait cost
+        6-7 us a step, the same work before it nothing).
         """
         start = _now()
         pending = self._lean(batch)
@@ -746,14 +747,22 @@ class HybridEngine:
         or the floor cannot pay for the rebuild and the cheapest jump (dormant until it can);
         the rebuild's cost per step is known once one has been measured, and counted as
         nothing before."""
-        end = self.config.total_steps
-        if end is not None and \
-                self.step_count + self._left + 2 + self.config.correct_steps > end:
-            self._dormant = max(end - self.step_count, 1)
-            log.info("jump_skipped", step=self.step_count, reason="end_of_run",
-                     total_steps=end, dormant=self._dormant)
+        if self._too_late(self.step_count + self._left, 1):
+            self._sit_out_to_the_end(1)
             return False
         return self._floor_allows(1, rearm=True)
+
+    def _too_late(self, at: int, horizon: int) -> bool:
+        """Whether a jump of ``horizon`` decided at step ``at`` would run, its Correct phase
+        included, past ``total_steps``."""
+        end = self.config.total_steps
+        return end is not None and at + 1 + horizon + self.config.correct_steps > end
+
+    def _sit_out_to_the_end(self, at_least: int) -> None:
+        end = self.config.total_steps
+        self._dormant = max(end - self.step_count, at_least)
+        log.info("jump_skipped", step=self.step_count, reason="end_of_run", total_steps=end,
+                 dormant=self._dormant)
 
     def _save_good_state(self) -> None:
         t0 = _now()
@@ -834,13 +843,10 @@ class HybridEngine:
             self._start_cycle()
             self._go_dormant(self.policy.idle_decisions)
             return
-        end = self.config.total_steps
         horizon = 1 if arm == "average" else int(arm)
-        if end is not None and self.step_count + 1 + horizon + self.config.correct_steps > end:
+        if self._too_late(self.step_count, horizon):
             # The last chance to jump has passed: no more bookkeeping until the end.
-            self._dormant = max(end - self.step_count, self.config.full_steps)
-            log.info("jump_skipped", step=self.step_count, reason="end_of_run", total_steps=end,
-                     dormant=self._dormant)
+            self._sit_out_to_the_end(self.config.full_steps)
             return
         if not self._floor_allows(horizon):
             return
