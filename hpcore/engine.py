@@ -126,7 +126,9 @@ class _Timer:
         # guarded ones (not those that refreshed the fallback) and the short-path lean ones.
         self.guard_s, self.guard_n = 0.0, 0
         self.short_s, self.short_n = 0.0, 0
-        self.mark = (0.0, 0.0, 0)  # (total, full, backward passes) when the cycle began
+        self.start_up = 0.0  # kernels' first calls during steps (in total, not in any rate)
+        # (total less start-up, full, backward passes) when the cycle began
+        self.mark = (0.0, 0.0, 0)
 
 
 class HybridEngine:
@@ -237,6 +239,7 @@ class HybridEngine:
             return self._short_step(batch)
         start = _now()
         port_before = self._timer.port
+        start_up_before = kernels.start_up_seconds()
         phase = self.phase
         if phase is Phase.PREDICT:
             loss, rolled_back = self._predicted_step(batch)
@@ -244,7 +247,7 @@ class HybridEngine:
             loss, rolled_back = self._dormant_full_step(batch)
         else:
             loss, rolled_back = self._full_step(batch)
-        return self._finish_step(start, port_before, phase, (loss, rolled_back))
+        return self._finish_step(start, port_before, start_up_before, phase, (loss, rolled_back))
 
     def _short_step(self, batch: Any) -> StepResult:
         """A lean dormant step cleared in advance (:meth:`_plan_lean_run`): the plain loop's
@@ -297,12 +300,13 @@ class HybridEngine:
         port_s = _now() - start - own
         t.port += port_s
         t.full += port_s
-        return self._finish_step(start, t.port - port_s, self.phase,
+        return self._finish_step(start, t.port - port_s, kernels.start_up_seconds(), self.phase,
                                  self._leave_dormancy(batch, loss, math.nan))
 
-    def _finish_step(self, start: float, port_before: float, phase: Phase,
-                     outcome: tuple[float | None, bool]) -> StepResult:
-        """The step's result, counters and timers."""
+    def _finish_step(self, start: float, port_before: float, start_up_before: float,
+                     phase: Phase, outcome: tuple[float | None, bool]) -> StepResult:
+        """The step's result, counters and timers. The kernels' start-up (their first calls
+        in this process) is charged once, in the total, and kept out of the rates per step."""
         loss, rolled_back = outcome
         result = StepResult(
             step=self.step_count,
@@ -314,16 +318,19 @@ class HybridEngine:
         )
         self._phase_steps[phase.value] += 1
         self.step_count += 1
+        t = self._timer
         elapsed = _now() - start
-        self._timer.total += elapsed
+        t.total += elapsed
+        start_up = kernels.start_up_seconds() - start_up_before
+        t.start_up += start_up
         if self._guard_timed:
             self._guard_timed = False
-            self._timer.guard_s += elapsed
-            self._timer.guard_n += 1
+            t.guard_s += elapsed - start_up
+            t.guard_n += 1
         if self._was_dormant:
             self._was_dormant = False
-            self._timer.dormant += elapsed - (self._timer.port - port_before)
-            self._timer.dormant_steps += 1
+            t.dormant += elapsed - (t.port - port_before) - start_up
+            t.dormant_steps += 1
         return result
 
     def statistics(self) -> TrainingStatistics:
@@ -670,7 +677,8 @@ class HybridEngine:
         overhead = max(t.total - t.full, 0.0) / step_s
         dormant = t.dormant / step_s
         active_steps = self._full_count - t.dormant_steps
-        active = max((overhead - dormant) / active_steps, 0.0) if active_steps > 0 else 0.0
+        once = t.start_up / step_s  # charged in the overhead, not a cost per step
+        active = max((overhead - dormant - once) / active_steps, 0.0) if active_steps > 0 else 0.0
         rate = dormant / t.dormant_steps if t.dormant_steps > 0 else active
         forward = t.forward / t.forwards / step_s if t.forwards > 0 else 0.5
         return overhead, rate, active, forward
@@ -1040,7 +1048,7 @@ class HybridEngine:
     # ------------------------------------------------------------------ jump cycle cost
     def _start_cycle(self) -> None:
         t = self._timer
-        t.mark = (t.total, t.full, self._backward)
+        t.mark = (t.total - t.start_up, t.full, self._backward)
 
     def _cycle_cost(self) -> float:
         """The engine's own time since the cycle began (a decision point with no jump, or the
@@ -1057,7 +1065,7 @@ class HybridEngine:
         full = t.full - full0
         if steps <= 0 or full <= 0.0:
             return 0.0
-        cost = (t.total - total0) / (full / steps) - steps
+        cost = (t.total - t.start_up - total0) / (full / steps) - steps  # start-up: not a cost
         return float(self.port.all_reduce_mean(max(cost, 0.0)))
 
     # ------------------------------------------------------------------ bookkeeping

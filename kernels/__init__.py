@@ -5,7 +5,16 @@ backend for tests and benchmarks. Numba twins compile on their first call (and a
 on disk); ``numba.cuda`` and ``cupy`` are imported only when a GPU twin first runs.
 """
 
-from ._dispatch import BACKENDS, get_array_module, lookup, register, registered, to_host, use
+from ._dispatch import (
+    BACKENDS,
+    get_array_module,
+    lookup,
+    register,
+    registered,
+    start_up_seconds,
+    to_host,
+    use,
+)
 from .history import axpy_path, copy, ema_update, ema_update_stats, lincomb, trend_r2
 from .linucb import linucb_scores, linucb_update
 from .nowcast import (
@@ -46,6 +55,7 @@ __all__ = [
     "registered",
     "residual_correct",
     "residual_weights",
+    "start_up_seconds",
     "to_host",
     "trend_r2",
     "use",

@@ -7,6 +7,8 @@ A backend is picked from where the array lives (NumPy or CuPy) and what is insta
 from __future__ import annotations
 
 import contextlib
+import functools
+import time
 import types
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +27,12 @@ SERIAL_OPS = frozenset({"ema_update", "ema_update_stats"})
 
 _REGISTRY: dict[tuple[str, str], Callable[..., Any]] = {}
 _override: str | None = None
+# Twins whose first call compiles or loads machine code (Numba's runtime and on-disk cache,
+# CUDA modules, CuPy's NVRTC): that call's time is start-up, not the op's cost per call.
+JIT_BACKENDS = frozenset({"numba", "cuda", "cupy"})
+_JIT_TWINS: set[Callable[..., Any]] = set()
+_settled: set[Callable[..., Any]] = set()  # twins called here before, or not JIT-compiled
+_start_up = [0.0]
 
 
 def register(op: str, backend: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -35,6 +43,8 @@ def register(op: str, backend: str) -> Callable[[Callable[..., Any]], Callable[.
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
         _REGISTRY[(op, backend)] = fn
+        if backend in JIT_BACKENDS:
+            _JIT_TWINS.add(fn)
         return fn
 
     return deco
@@ -114,3 +124,36 @@ def lookup(op: str, x: Any) -> Callable[..., Any]:
         msg = f"kernel {op!r} has no {backend!r} twin (has: {registered(op)})"
         raise RuntimeError(msg)
     return fn
+
+
+def dispatch(op: str, x: Any) -> Callable[..., Any]:
+    """:func:`lookup`, for calling: a JIT twin's first call here is timed as start-up."""
+    fn = lookup(op, x)
+    if fn in _settled:
+        return fn
+    if fn not in _JIT_TWINS:
+        _settled.add(fn)
+        return fn
+    return _first_call(fn)
+
+
+def _first_call(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn``, its call timed as start-up (the first of this twin in this process)."""
+
+    @functools.wraps(fn)
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if fn not in _settled:
+                _settled.add(fn)
+                _start_up[0] += time.perf_counter() - t0
+
+    return timed
+
+
+def start_up_seconds() -> float:
+    """Seconds this process spent in the first call of each op's JIT twin (Numba's runtime
+    start, cache loads, compilation): time paid once, which a per-call cost must leave out."""
+    return _start_up[0]

@@ -13,7 +13,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from ._dispatch import NUMBA_MIN_SIZE, get_array_module, lookup, register
+from ._dispatch import NUMBA_MIN_SIZE, dispatch, get_array_module, register
 from ._gpu import cupy_module
 
 
@@ -543,29 +543,29 @@ def ema_update_stats(
     theta: Any, prev: Any, prev_update: Any, ema: Any, beta: float
 ) -> tuple[float, float, int]:
     """Dispatching entry point of :func:`ema_update_stats_ref`."""
-    return lookup("ema_update_stats", theta)(theta, prev, prev_update, ema, beta)
+    return dispatch("ema_update_stats", theta)(theta, prev, prev_update, ema, beta)
 
 
 def ema_update(theta: Any, ema: Any, beta: float) -> float:
     """Dispatching entry point of :func:`ema_update_ref`."""
-    return lookup("ema_update", theta)(theta, ema, beta)
+    return dispatch("ema_update", theta)(theta, ema, beta)
 
 
 def lincomb(weights: Any, ring: Any, base: Any, base_weight: float, out: Any) -> None:
     """Dispatching entry point of :func:`lincomb_ref`."""
-    lookup("lincomb", out)(weights, ring, base, base_weight, out)
+    dispatch("lincomb", out)(weights, ring, base, base_weight, out)
 
 
 def axpy_path(theta: Any, origin: Any, direction: Any, frac: float) -> None:
     """Dispatching entry point of :func:`axpy_path_ref`."""
-    lookup("axpy_path", theta)(theta, origin, direction, frac)
+    dispatch("axpy_path", theta)(theta, origin, direction, frac)
 
 
 def copy(dst: Any, src: Any) -> None:
     """Dispatching entry point of :func:`copy_ref`."""
-    lookup("copy", dst)(dst, src)
+    dispatch("copy", dst)(dst, src)
 
 
 def trend_r2(ring: Any, centred_times: Any) -> tuple[float, float]:
     """Dispatching entry point of :func:`trend_r2_ref`."""
-    return lookup("trend_r2", ring)(ring, centred_times)
+    return dispatch("trend_r2", ring)(ring, centred_times)

@@ -21,7 +21,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from ._dispatch import get_array_module, lookup, register
+from ._dispatch import dispatch, get_array_module, register
 from ._gpu import cuda_kernel, launch_config
 
 # numba.cuda, bound on first use of a CUDA twin (see _gpu.cuda_kernel); never imported here.
@@ -227,9 +227,9 @@ def linucb_update_cuda(a_inv: Any, b: Any, arm: int, x: Any, reward: float) -> N
 
 def linucb_scores(a_inv: Any, b: Any, x: Any, alpha: float) -> Any:
     """Dispatching entry point of :func:`linucb_scores_ref`."""
-    return lookup("linucb_scores", a_inv)(a_inv, b, x, alpha)
+    return dispatch("linucb_scores", a_inv)(a_inv, b, x, alpha)
 
 
 def linucb_update(a_inv: Any, b: Any, arm: int, x: Any, reward: float) -> None:
     """Dispatching entry point of :func:`linucb_update_ref`."""
-    lookup("linucb_update", a_inv)(a_inv, b, arm, x, reward)
+    dispatch("linucb_update", a_inv)(a_inv, b, arm, x, reward)

@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 import numba
 import numpy as np
 
-from ._dispatch import get_array_module, lookup, register
+from ._dispatch import dispatch, get_array_module, register
 from ._gpu import cuda_kernel, device_weights, launch_config
 
 # numba.cuda, bound on first use of a CUDA twin (see _gpu.cuda_kernel); never imported here.
@@ -718,17 +718,17 @@ def categorical_sample_cuda(logits: Any, uniform: Any) -> Any:
 
 def mlp_forward(windows: Any, weights: MLPWeights) -> Any:
     """Dispatching entry point of :func:`mlp_forward_ref`."""
-    return lookup("mlp_forward", windows)(windows, weights)
+    return dispatch("mlp_forward", windows)(windows, weights)
 
 
 def mlp_backward(windows: Any, idx: Any, dout: Any, weights: MLPWeights) -> MLPWeights:
     """Dispatching entry point of :func:`mlp_backward_ref`."""
-    return lookup("mlp_backward", windows)(windows, idx, dout, weights)
+    return dispatch("mlp_backward", windows)(windows, idx, dout, weights)
 
 
 def gru_forward(windows: Any, weights: GRUWeights) -> tuple[Any, Any]:
     """Dispatching entry point of :func:`gru_forward_ref`."""
-    return lookup("gru_forward", windows)(windows, weights)
+    return dispatch("gru_forward", windows)(windows, weights)
 
 
 def gru_backward(
@@ -740,9 +740,9 @@ def gru_backward(
     bptt: int | None = None,
 ) -> GRUWeights:
     """Dispatching entry point of :func:`gru_backward_ref`."""
-    return lookup("gru_backward", windows)(windows, idx, dout, weights, dh, bptt)
+    return dispatch("gru_backward", windows)(windows, idx, dout, weights, dh, bptt)
 
 
 def categorical_sample(logits: Any, uniform: Any) -> Any:
     """Dispatching entry point of :func:`categorical_sample_ref`."""
-    return lookup("categorical_sample", logits)(logits, uniform)
+    return dispatch("categorical_sample", logits)(logits, uniform)

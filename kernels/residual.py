@@ -19,7 +19,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from ._dispatch import get_array_module, lookup, register
+from ._dispatch import dispatch, get_array_module, register
 from ._gpu import cuda_kernel, launch_config
 
 # numba.cuda, bound on first use of a CUDA twin (see _gpu.cuda_kernel); never imported here.
@@ -260,9 +260,9 @@ def residual_correct_cuda(weights: Any, residuals: Any) -> Any:
 
 def residual_weights(query: Any, keys: Any, temperature: float) -> Any:
     """Dispatching entry point of :func:`residual_weights_ref`."""
-    return lookup("residual_weights", keys)(query, keys, temperature)
+    return dispatch("residual_weights", keys)(query, keys, temperature)
 
 
 def residual_correct(weights: Any, residuals: Any) -> Any:
     """Dispatching entry point of :func:`residual_correct_ref`."""
-    return lookup("residual_correct", residuals)(weights, residuals)
+    return dispatch("residual_correct", residuals)(weights, residuals)

@@ -7,7 +7,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from ._dispatch import lookup, register
+from ._dispatch import dispatch, register
 from ._gpu import cupy_module
 from .history import (
     BLOCK_REDUCE_SOURCE,
@@ -111,4 +111,4 @@ def vector_stats_cupy(x: Any) -> tuple[float, float, int]:
 
 def vector_stats(x: Any) -> tuple[float, float, int]:
     """Dispatching entry point of :func:`vector_stats_ref`."""
-    return lookup("vector_stats", x)(x)
+    return dispatch("vector_stats", x)(x)

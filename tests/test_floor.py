@@ -137,6 +137,39 @@ class TestEngine:
         dormant = trainer.statistics().dormant_steps
         assert (dormant < 1000) if rebuilds else (dormant == 1000), dormant
 
+    def test_kernel_start_up_is_charged_once_not_per_step(self, monkeypatch):
+        """A JIT kernel's first call (Numba's runtime and cache load: about half a second
+        in a fresh process) lands in a bookkept step. The ledger charges it once; neither
+        the bookkeeping's cost per step, which the floor projects over the rest of the run,
+        nor a jump cycle's cost counts it."""
+        import time
+
+        from hpcore.kernels import _dispatch
+
+        monkeypatch.setattr(_dispatch, "_REGISTRY", dict(_dispatch._REGISTRY))
+        monkeypatch.setattr(_dispatch, "_JIT_TWINS", set(_dispatch._JIT_TWINS))
+        monkeypatch.setattr(_dispatch, "_settled", set(_dispatch._settled))
+        twin, calls = _dispatch._REGISTRY[("ema_update", "numba")], []
+
+        def slow_first(*args):
+            if not calls:
+                time.sleep(0.2)
+            calls.append(1)
+            return twin(*args)
+
+        _dispatch.register("ema_update", "numba")(slow_first)
+        trainer = _quadratic(floor=None, cost_model="wall")
+        _drift(trainer, 150, np.random.default_rng(0))
+        engine = trainer.engine
+        t = engine._timer
+        step_s = t.full / engine._full_count
+        overhead, _, active, _ = engine._overhead()
+        assert calls and t.start_up >= 0.2
+        assert overhead * step_s >= 0.2  # charged
+        assert active * step_s * (engine._full_count - t.dormant_steps) < 0.1  # not a rate
+        assert engine.jump_records  # and no jump cycle was billed for it
+        assert all(j.cost_steps * step_s < 0.1 for j in engine.jump_records)
+
     def test_a_run_too_short_for_any_jump_stays_dormant(self):
         """5% of 150 steps is less than one jump's 10 Correct steps: no bookkeeping at all."""
         trainer = _quadratic(total_steps=150)

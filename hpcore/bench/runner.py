@@ -261,9 +261,10 @@ def warm_up_engine(size: int = 70_000) -> None:
     from hpcore.optim import SGD
 
     default = HybridTrainerConfig()
+    # floor=None: a floored engine would sit the whole warm-up out and compile nothing.
     cfg = attrs.evolve(default, warmup_steps=2, full_steps=50, max_predict_steps=10,
                        correct_steps=2, check_interval=5, snapshot_interval=2,
-                       confidence_threshold=0.0, collect_metrics=False)
+                       confidence_threshold=0.0, collect_metrics=False, floor=None)
     params = np.ones(size, np.float32)
 
     def loss_and_grad(p: np.ndarray, _batch: Any) -> tuple[float, np.ndarray]:
