@@ -121,6 +121,28 @@ class TestRuns:
         pytest.importorskip("torch", reason="PyTorch workloads need torch")
         _exercise("torch-chartf-shakespeare", "adam", steps=45)
 
+    def test_torch_run_moved_to_a_device_trains_the_same(self):
+        """``TorchRun.to`` (what ``dormant_overhead.py --device cuda`` calls) moves the model,
+        the validation set and every batch; on the CPU the run trains as one never moved,
+        and ``set_flat`` / ``get_flat`` round-trip through the device."""
+        torch = pytest.importorskip("torch", reason="PyTorch workloads need torch")
+        task = get_task("torch-mlp-digits", "sgd")
+        runs = [task.build(seed=0, lr=0.1, steps=50) for _ in range(2)]
+        assert runs[1].to("cpu") is runs[1]
+        for run in runs:
+            data_ = run.batches()
+            for _ in range(20):
+                run.plain_step(next(data_))
+            run.sync()
+        moved = runs[1]
+        batch = next(moved.batches())
+        assert all(t.device == torch.device("cpu") for t in batch)
+        assert all(v.device == torch.device("cpu") for v in moved.val)
+        np.testing.assert_array_equal(runs[0].get_flat(), moved.get_flat())
+        assert runs[0].validate() == moved.validate()
+        moved.set_flat(np.zeros_like(moved.get_flat()))
+        assert not moved.get_flat().any()
+
     def test_jax_schedule_advances_on_predicted_steps(self):
         """JAX with an optax cosine schedule: predicted steps advance the schedule's count."""
         pytest.importorskip("jax", reason="the JAX workload needs jax")
