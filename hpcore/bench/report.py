@@ -43,6 +43,11 @@ def summary_rows(baseline: Curve, hybrid: Curve, ttt: dict[str, Any]) -> list[di
             "predicted_pct": 100.0 * s.get("predicted_steps", 0) / steps,
             "rollbacks": s.get("rollbacks", 0),
             "overhead_pct": 100.0 * (c.overhead_s / steps) / max(base_step_s, 1e-12),
+            "steps": steps,
+            "jumps": s.get("jumps", 0),
+            "jumps_kept": s.get("jumps_accepted", 0),
+            "dormant_steps": s.get("dormant_steps", 0),
+            "floor_credit": s.get("floor_credit"),
         })
     return rows
 
@@ -85,7 +90,21 @@ def table(rows: list[dict[str, Any]], ttt: dict[str, Any]) -> str:
     hyb = rows[-1]
     lines.append(f"engine overhead: {hyb['overhead_pct']:.1f}% of a baseline step per step "
                  "(engine_time_s / steps over the baseline's mean step time)")
+    lines.append(what_the_engine_did(hyb))
     return "\n".join(lines)
+
+
+def what_the_engine_did(row: dict[str, Any]) -> str:
+    """One line on the hybrid run's jumps and sit-outs, and why it sat out (the floor)."""
+    credit = row["floor_credit"]
+    ledger = "" if credit is None else f"; the floor guard's credit ended at {credit:.0f} steps"
+    dormant = f"dormant (sitting out) {row['dormant_steps']} of {row['steps']} steps"
+    if row["jumps"] == 0:
+        why = (" (the floor guard found no jump it could afford before the run's end)"
+               if credit is not None and
+               row["dormant_steps"] == row["steps"] else "")
+        return f"hybrid: no jump, {dormant}{why}{ledger}"
+    return f"hybrid: {row['jumps']} jumps ({row['jumps_kept']} kept), {dormant}{ledger}"
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> Path:

@@ -23,6 +23,7 @@ class TestMainJob:
         out = capsys.readouterr().out
         assert "baseline" in out and "hybrid" in out and "time-to-target" in out
         assert "engine overhead" in out
+        assert "hybrid: no jump, dormant (sitting out) 60 of 60 steps (the floor guard" in out
         js = tmp_path / "numpy-mlp-digits-sgd-constant-seed0.json"
         png = tmp_path / "numpy-mlp-digits-sgd-constant-seed0.png"
         assert png.stat().st_size > 0
@@ -67,3 +68,16 @@ class TestSuite:
         """An unknown workload name is refused, listing the known ones."""
         assert cli.main(["bench", "--suite", "--workloads", "nope", "--out", str(tmp_path)]) == 2
         assert "unknown workload(s) nope; known: numpy-mlp-digits" in capsys.readouterr().err
+
+
+def test_what_the_engine_did_names_jumps_and_sit_outs():
+    from hpcore.bench.report import what_the_engine_did
+
+    row = {"jumps": 3, "jumps_kept": 1, "dormant_steps": 400, "steps": 1000,
+           "floor_credit": 12.4}
+    assert what_the_engine_did(row) == ("hybrid: 3 jumps (1 kept), dormant (sitting out) 400 "
+                                        "of 1000 steps; the floor guard's credit ended at 12 "
+                                        "steps")
+    unguarded = dict(row, jumps=0, jumps_kept=0, dormant_steps=0, floor_credit=None)
+    assert what_the_engine_did(unguarded) == \
+        "hybrid: no jump, dormant (sitting out) 0 of 1000 steps"
