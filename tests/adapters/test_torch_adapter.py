@@ -388,13 +388,17 @@ class TestPort:
         assert scheduler.last_epoch == 2
         assert optimizer.param_groups[0]["lr"] == pytest.approx(0.025)
 
-    def test_all_reduce_mean_single_process(self, tmp_path):
+    def test_all_reduce_mean_single_process(self):
         model = mlp(0)
         port = TorchPort(model, make_optimizer("sgd", model), loss_fn)
         assert port.all_reduce_mean(2.5) == 2.5
+
+    @pytest.mark.skipif(not torch.distributed.is_available(),
+                        reason="torch.distributed is not available in this build")
+    def test_all_reduce_mean_in_a_group_of_one(self, tmp_path):
+        model = mlp(0)
+        port = TorchPort(model, make_optimizer("sgd", model), loss_fn)
         dist = torch.distributed
-        if not dist.is_available():
-            pytest.skip("torch.distributed is not available in this build")
         dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rdv'}", rank=0,
                                 world_size=1)
         try:
