@@ -36,7 +36,7 @@ digits MLP), 1,000 (NumPy breast-cancer softmax regression). The default floor g
 (`floor=0.95`) lets a jump start only when 5% of the run covers a rollback of its 40 Correct
 steps plus the engine's own time: these budgets' slack (20-50 steps) does not, so here the
 hybrid trainer never jumps and its rows measure the price of the guard alone (its dormant
-steps: the plain loop's step, the loss checked, one step in 2 to 32 fully guarded, as its
+steps: the plain loop's step, the loss checked, one step in 2 to 128 fully guarded, as its
 measured cost allows); the longer budgets below do jump. Steps are not the cost, wall-clock is:
 with a constant learning rate the other methods may run on up to 1.5x the baseline's budget to
 reach its final loss (a cosine schedule ends with the budget, so there they stop at it); "final

@@ -193,7 +193,7 @@ class DivergenceConfig:
             loss is finite and below the warning z-score. 1 guards every dormant step fully
             (a gradient spike is then seen on the step it happens, not up to this many
             steps later). ``None`` (default): chosen from the measured cost, the smallest
-            interval (2 to 32) at which the guarded steps' extra time is at most 1% of the
+            interval (2 to 128) at which the guarded steps' extra time is at most 1% of the
             dormant steps' time, re-chosen at each fallback refresh; 8 until both kinds of
             step have been timed, and always with ``cost_model="steps"``.
     """

@@ -51,7 +51,7 @@ _REFRESH_MAX = 10
 # The share of a dormant step's time the fully guarded steps may add (automatic interval),
 # the longest interval chosen, and the interval before both kinds of step are timed.
 _GUARD_SHARE = 0.01
-_GUARD_MAX = 32
+_GUARD_MAX = 128
 _GUARD_DEFAULT = 8
 
 
@@ -184,6 +184,17 @@ class HybridEngine:
         self._direction = xp.zeros_like(theta)  # (N,) forecast displacement D
         self.phase = Phase.WARMUP if config.warmup_steps > 0 else Phase.FULL
         self._left = config.warmup_steps if config.warmup_steps > 0 else config.full_steps
+        # A run of lean dormant steps cleared for step's short path (:meth:`_plan_lean_run`):
+        # those left, those planned (the difference: taken, not yet in the counters, which
+        # :meth:`_settle_lean` brings up to date), the step index after the run, their phase
+        # (and its key in _phase_steps), their wall time and the engine's part of it.
+        self._lean_run = 0
+        self._lean_planned = 0
+        self._lean_end = 0
+        self._lean_phase = Phase.FULL
+        self._lean_key = Phase.FULL.value
+        self._lean_s = 0.0
+        self._lean_own = 0.0
         self.step_count = 0
         self.trajectory_steps = 0  # full steps on the kept trajectory (rollbacks rewind it)
         # Jump in progress.
@@ -211,11 +222,11 @@ class HybridEngine:
         self._lean = getattr(port, "lean_step", None)
         self._sync_flat = getattr(port, "sync_flat", None)
         self._reduce = port.all_reduce_mean
-        self._lean_run = 0  # lean dormant steps cleared for step's short path
-        self._lean_key = Phase.FULL.value  # their phase's key in _phase_steps
         fixed = config.divergence.dormant_check_interval
         self._guard_interval = fixed if fixed is not None else _GUARD_DEFAULT
         self._guard_timed = False  # the step in progress is a guarded dormant one to time
+        self._guard_less = 0.0  # and the time in it that was not the guard's
+        self._save_s = 0.0  # the last _save_good_state's time
         self._loss_limit = -math.inf
         self._full_count = 0  # full steps (port.full_step calls)
         self._jump_full_count = 0  # _full_count when the jump in progress started
@@ -233,10 +244,21 @@ class HybridEngine:
         self._sit_out_the_start()
 
     # ------------------------------------------------------------------ public surface
+    @property
+    def step_count(self) -> int:
+        """Steps taken so far, predicted ones included."""
+        return self._steps + self._lean_planned - self._lean_run
+
+    @step_count.setter
+    def step_count(self, value: int) -> None:
+        self._settle_lean()
+        self._steps = value
+
     def step(self, batch: Any) -> StepResult:
         """One training step: full, predicted or corrective, as the phase machine says."""
         if self._lean_run:
             return self._short_step(batch)
+        self._settle_lean()
         start = _now()
         port_before = self._timer.port
         start_up_before = kernels.start_up_seconds()
@@ -251,7 +273,8 @@ class HybridEngine:
 
     def _short_step(self, batch: Any) -> StepResult:
         """A lean dormant step cleared in advance (:meth:`_plan_lean_run`): the plain loop's
-        step with its loss judged.
+        step with its loss judged, and only a count and a timer kept (:meth:`_settle_lean`
+        brings the counters up to date when anything else reads them).
 
         The bookkeeping is done before the loss is read: an asynchronous framework (JAX) is
         still computing then, and a host thread that returns as soon as the loss is in keeps
@@ -262,46 +285,54 @@ class HybridEngine:
         start = _now()
         pending = self._lean(batch)
         dispatched = _now()
-        self._lean_run -= 1
-        self._dormant -= 1
-        self._dormant_steps += 1
-        self.trajectory_steps += 1
-        self._left -= 1
-        self._backward += 1
-        self._full_count += 1
-        self._phase_steps[self._lean_key] += 1
-        result = StepResult(self.step_count, self.phase, None, False, 0.0, False)
-        self.step_count += 1
-        t = self._timer
-        t.short_n += 1
+        left = self._lean_run
+        self._lean_run = left - 1
+        result = StepResult(self._lean_end - left, self._lean_phase, None, False, 0.0, False)
         own = _now() - dispatched
-        t.dormant += own
-        t.dormant_steps += 1
         loss = self._reduce(float(pending))
         if loss <= self._loss_limit:  # false for nan
             _set_field(result, "loss", loss)  # known only now; the result is not out yet
-            elapsed = _now() - start
-            t.port += elapsed - own
-            t.full += elapsed - own
-            t.total += elapsed
-            t.short_s += elapsed
+            self._lean_s += _now() - start
+            self._lean_own += own
             return result
-        # Not quiet: undo the dormant step's counters, hand the step to the guarded path.
-        self._lean_run = 0
-        t.short_n -= 1
-        self._dormant += 1
-        self._dormant_steps -= 1
-        self.trajectory_steps -= 1
-        self._left += 1
-        self._phase_steps[self._lean_key] -= 1
-        self.step_count -= 1
-        t.dormant -= own
-        t.dormant_steps -= 1
+        # Not quiet: the step is not a dormant one; the guarded path takes it over.
+        self._lean_run = left
+        self._settle_lean()
+        self._lean_run = self._lean_planned = 0
+        self._backward += 1
+        self._full_count += 1
+        t = self._timer
         port_s = _now() - start - own
         t.port += port_s
         t.full += port_s
         return self._finish_step(start, t.port - port_s, kernels.start_up_seconds(), self.phase,
                                  self._leave_dormancy(batch, loss, math.nan))
+
+    def _settle_lean(self) -> None:
+        """Bring the counters and timers up to date with the short-path steps taken so far
+        (each one a dormant full step, timed as a whole)."""
+        taken = self._lean_planned - self._lean_run
+        if taken == 0:
+            return
+        self._lean_planned = self._lean_run
+        self._steps += taken
+        self._dormant -= taken
+        self._dormant_steps += taken
+        self.trajectory_steps += taken
+        self._left -= taken
+        self._backward += taken
+        self._full_count += taken
+        self._phase_steps[self._lean_key] += taken
+        t = self._timer
+        s, own = self._lean_s, self._lean_own
+        self._lean_s = self._lean_own = 0.0
+        t.short_n += taken
+        t.short_s += s
+        t.dormant_steps += taken
+        t.dormant += own
+        t.port += s - own
+        t.full += s - own
+        t.total += s
 
     def _finish_step(self, start: float, port_before: float, start_up_before: float,
                      phase: Phase, outcome: tuple[float | None, bool]) -> StepResult:
@@ -325,7 +356,7 @@ class HybridEngine:
         t.start_up += start_up
         if self._guard_timed:
             self._guard_timed = False
-            t.guard_s += elapsed - start_up
+            t.guard_s += elapsed - start_up - self._guard_less
             t.guard_n += 1
         if self._was_dormant:
             self._was_dormant = False
@@ -335,6 +366,7 @@ class HybridEngine:
 
     def statistics(self) -> TrainingStatistics:
         """Counters of the run so far."""
+        self._settle_lean()
         by_signal: dict[str, int] = {}
         for e in self._events:
             by_signal[e.signal] = by_signal.get(e.signal, 0) + 1
@@ -387,6 +419,7 @@ class HybridEngine:
         rollback is included because the engine owns that copy. The probe batch of a jump in
         progress is held as the object the user passed.
         """
+        self._settle_lean()
         self._fresh_theta()
         h = self.history
         arrays = {
@@ -429,6 +462,7 @@ class HybridEngine:
             msg = (f"engine state is for {state['size']} parameters, this model has "
                    f"{self.theta.shape[0]}")
             raise ValueError(msg)
+        self._settle_lean()
         h = self.history
         targets = {
             "ema": h.ema, "prev": h.prev, "prev_update": h.prev_update, "ring": h.ring,
@@ -461,7 +495,7 @@ class HybridEngine:
             self.trend.add(t, loss)
         self.monitor.load_state_dict(state["monitor"])
         self._loss_limit = self.monitor.loss_limit()
-        self._lean_run = 0
+        self._lean_run = self._lean_planned = 0
         self._phase_steps = dict(state["phase_steps"])
         self._events = [DivergenceEvent(s, g, Level(lv), v) for s, g, lv, v in state["events"]]
         self.jump_records = [JumpRecord(**j) for j in state["jumps"]]
@@ -530,48 +564,53 @@ class HybridEngine:
 
         A fully guarded step is handed back with finite parameters. Once the monitor knows
         the gradient's level, a finite loss and a gradient below ten times that level cannot
-        have thrown finite parameters out of range: only then, and not before a fallback
-        refresh, is the sum of squares skipped. Between the fully guarded steps (one in
-        ``dormant_check_interval``, the last dormant one, each refresh) a port's lean step
-        is taken, judged by its loss alone: finite and below the warning z-score (a
-        non-finite gradient under a finite loss shows in the next step's loss).
+        have thrown finite parameters out of range: only then, and not where the fallback is
+        refreshed, is the sum of squares skipped. Between the fully guarded steps (one in
+        ``dormant_check_interval``, the last dormant one) a port's lean step is taken, judged
+        by its loss alone: finite and below the warning z-score (a non-finite gradient under
+        a finite loss shows in the next step's loss). The fallback is refreshed at the first
+        fully guarded step after it falls due: a refresh needs a checked state, and a guarded
+        step of its own would cost a small model as much as the guard itself.
         """
         cfg = self.config
-        trusted = self.monitor.grad_seen >= cfg.divergence.min_baseline_steps and \
-            self.trajectory_steps + 1 - self._saved_traj < self._dormant_refresh
-        if trusted and self._lean is not None and self._dormant > 1 and \
+        ready = self.monitor.grad_seen >= cfg.divergence.min_baseline_steps
+        if ready and self._lean is not None and self._dormant > 1 and \
                 self._dormant_steps % self._guard_interval:
             loss = self.port.all_reduce_mean(self._port_lean_step(batch))
             if loss <= self._loss_limit:  # false for nan
-                return loss, self._dormant_step()
+                return loss, self._dormant_step(guarded=False)
             return self._leave_dormancy(batch, loss, math.nan)
+        due = self.trajectory_steps + 1 - self._saved_traj >= self._dormant_refresh
         loss, grad_norm = self._port_full_step(batch)
         loss = self.port.all_reduce_mean(loss)
         if math.isfinite(loss) and self.monitor.quiet(loss, grad_norm) and \
-                (trusted or self._params_finite()):
+                ((ready and not due) or self._params_finite()):
             self._loss_limit = self.monitor.loss_limit()
             saved = self._saved_traj
-            rolled_back = self._dormant_step()
-            self._guard_timed = self._saved_traj == saved  # not a step that refreshed
+            rolled_back = self._dormant_step(guarded=True)
+            self._guard_timed = True
+            # A refresh's own cost is not the guard's.
+            self._guard_less = self._save_s if self._saved_traj != saved else 0.0
             return loss, rolled_back
         return self._leave_dormancy(batch, loss, grad_norm)
 
     def _plan_lean_run(self) -> None:
         """How many lean steps come next, before a guarded one is due (the check interval,
-        the last dormant step, a fallback refresh, the end of a phase): :meth:`step` takes
+        the last dormant step) or a phase ends: :meth:`step` takes
         them on its short path, with the decisions :meth:`_dormant_full_step` would make."""
         cfg = self.config
         if self._lean is None or self._dormant == 0 or \
                 self.monitor.grad_seen < cfg.divergence.min_baseline_steps:
             return
         interval = self._guard_interval
+        self._lean_phase = self.phase
         self._lean_key = self.phase.value
-        self._lean_run = max(0, min(
+        self._lean_run = self._lean_planned = max(0, min(
             (interval - self._dormant_steps % interval) % interval,
             self._dormant - 1,
-            self._dormant_refresh - 1 - (self.trajectory_steps - self._saved_traj),
             self._left - 1,
         ))
+        self._lean_end = self.step_count + 1 + self._lean_run  # the step in progress is not counted yet
 
     def _leave_dormancy(self, batch: Any, loss: float, grad_norm: float) -> tuple[float, bool]:
         """A non-finite loss or parameter (or a float32 overflow of the sum of squares), a
@@ -624,9 +663,10 @@ class HybridEngine:
         with np.errstate(over="ignore", invalid="ignore"):  # a float32 sum may overflow
             return math.isfinite(float(self.theta @ self.theta))
 
-    def _dormant_step(self) -> bool:
+    def _dormant_step(self, *, guarded: bool) -> bool:
         """A full step while the engine sits out: counters only, no per-step bookkeeping
-        (the caller checked that the loss and the parameters are finite and quiet).
+        (the caller checked that the loss is finite and quiet; after a ``guarded`` step, the
+        gradient too, and the parameters where the fallback is due for a refresh).
 
         The history restarts early enough to hold a full window again by the next decision
         point at which the policy may jump.
@@ -635,7 +675,7 @@ class HybridEngine:
         self._dormant_steps += 1
         self._was_dormant = True
         self.trajectory_steps += 1
-        if self.trajectory_steps - self._saved_traj >= self._dormant_refresh:
+        if guarded and self.trajectory_steps - self._saved_traj >= self._dormant_refresh:
             # The fallback of a critical event stays recent while dormant too: a non-finite
             # step after a long sit-out must not rewind the run to where it began.
             self._save_good_state()
@@ -781,7 +821,7 @@ class HybridEngine:
         # _REFRESH_MAX of them) where a copy of the optimizer state (a deep copy in PyTorch)
         # would cost more than _REFRESH_SHARE of the steps between.
         # With cost_model="steps" (decisions reproducible run to run) it stays full_steps.
-        spent = _now() - t0
+        spent = self._save_s = _now() - t0
         step_s = self._timer.full / self._full_count if self._full_count else 0.0
         every = spent / (_REFRESH_SHARE * step_s) if step_s > 0 else 0.0
         if self.config.cost_model == "steps":
