@@ -40,6 +40,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without jax
 
 import numpy as np
 
+from hpcore.adapters._jit_clock import CLOCK
 from hpcore.config import HybridTrainerConfig
 from hpcore.engine import HybridEngine
 from hpcore.port import FullStepOutput
@@ -137,6 +138,7 @@ class JaxPort:
 
     def __init__(self, params: Any, tx: optax.GradientTransformation, loss_fn: LossFn) -> None:
         _check_params(params)
+        CLOCK.install()
         flat, unravel = ravel_pytree(params)
         self.tx = tx
         self.loss_fn = loss_fn
@@ -181,6 +183,11 @@ class JaxPort:
 
     def flat_params(self) -> np.ndarray:
         return self.buffer
+
+    def compile_seconds(self) -> float:
+        """JAX's JIT compilation seconds so far in this process: the engine leaves a port
+        call in which JAX compiled out of its cost model (a one-off cost)."""
+        return CLOCK.seconds
 
     def full_step(self, batch: Any) -> FullStepOutput:
         # A non-finite loss or gradient leaves params and state as they were (in the call).

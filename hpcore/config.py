@@ -194,8 +194,9 @@ class DivergenceConfig:
             (a gradient spike is then seen on the step it happens, not up to this many
             steps later). ``None`` (default): chosen from the measured cost, the smallest
             interval (2 to 128) at which the guarded steps' extra time is at most 1% of the
-            dormant steps' time, re-chosen at each fallback refresh; 8 until both kinds of
-            step have been timed, and always with ``cost_model="steps"``.
+            dormant steps' time, first chosen once 2 guarded and 8 lean steps have been
+            timed, re-chosen at each fallback refresh; 8 until then, and always with
+            ``cost_model="steps"``.
     """
 
     critical_zscore: float = attrs.field(default=12.0, validator=_float_in(0.0, 1e9, lo_open=True))

@@ -53,6 +53,10 @@ _REFRESH_MAX = 10
 _GUARD_SHARE = 0.01
 _GUARD_MAX = 128
 _GUARD_DEFAULT = 8
+# The first choice comes once this many guarded and short-path steps have been timed (the
+# later ones at each fallback refresh): on a small model the default interval's guarded
+# steps before the first refresh cost a short run several percent.
+_GUARD_FIRST = (2, 8)
 
 
 @attrs.frozen
@@ -127,6 +131,7 @@ class _Timer:
         self.guard_s, self.guard_n = 0.0, 0
         self.short_s, self.short_n = 0.0, 0
         self.start_up = 0.0  # kernels' first calls during steps (in total, not in any rate)
+        self.jit = 0.0  # port calls in which a JIT framework compiled (in no total or rate)
         # (total less start-up, full, backward passes) when the cycle began
         self.mark = (0.0, 0.0, 0)
 
@@ -221,10 +226,13 @@ class HybridEngine:
         # the loss above which a lean dormant step hands over to the guarded path.
         self._lean = getattr(port, "lean_step", None)
         self._sync_flat = getattr(port, "sync_flat", None)
+        self._jit_clock = getattr(port, "compile_seconds", None)
+        self._lean_warm = False  # a lean step was taken on the slow path (its first call)
         self._reduce = port.all_reduce_mean
         fixed = config.divergence.dormant_check_interval
         self._guard_interval = fixed if fixed is not None else _GUARD_DEFAULT
         self._guard_timed = False  # the step in progress is a guarded dormant one to time
+        self._guard_chosen = False  # the interval has been chosen from measured costs
         self._guard_less = 0.0  # and the time in it that was not the guard's
         self._save_s = 0.0  # the last _save_good_state's time
         self._loss_limit = -math.inf
@@ -260,8 +268,7 @@ class HybridEngine:
             return self._short_step(batch)
         self._settle_lean()
         start = _now()
-        port_before = self._timer.port
-        start_up_before = kernels.start_up_seconds()
+        before = self._before()
         phase = self.phase
         if phase is Phase.PREDICT:
             loss, rolled_back = self._predicted_step(batch)
@@ -269,7 +276,12 @@ class HybridEngine:
             loss, rolled_back = self._dormant_full_step(batch)
         else:
             loss, rolled_back = self._full_step(batch)
-        return self._finish_step(start, port_before, start_up_before, phase, (loss, rolled_back))
+        return self._finish_step(start, before, phase, (loss, rolled_back))
+
+    def _before(self) -> tuple[float, float, float]:
+        """What :meth:`_finish_step` counts from: port time, kernels' start-up, JIT time."""
+        t = self._timer
+        return t.port, kernels.start_up_seconds(), t.jit
 
     def _short_step(self, batch: Any) -> StepResult:
         """A lean dormant step cleared in advance (:meth:`_plan_lean_run`): the plain loop's
@@ -305,7 +317,8 @@ class HybridEngine:
         port_s = _now() - start - own
         t.port += port_s
         t.full += port_s
-        return self._finish_step(start, t.port - port_s, kernels.start_up_seconds(), self.phase,
+        before = (t.port - port_s, kernels.start_up_seconds(), t.jit)
+        return self._finish_step(start, before, self.phase,
                                  self._leave_dormancy(batch, loss, math.nan))
 
     def _settle_lean(self) -> None:
@@ -334,10 +347,12 @@ class HybridEngine:
         t.full += s - own
         t.total += s
 
-    def _finish_step(self, start: float, port_before: float, start_up_before: float,
-                     phase: Phase, outcome: tuple[float | None, bool]) -> StepResult:
+    def _finish_step(self, start: float, before: tuple[float, float, float], phase: Phase,
+                     outcome: tuple[float | None, bool]) -> StepResult:
         """The step's result, counters and timers. The kernels' start-up (their first calls
-        in this process) is charged once, in the total, and kept out of the rates per step."""
+        in this process) is charged once, in the total, and kept out of the rates per step;
+        port calls in which a JIT framework compiled are left out of the total too."""
+        port_before, start_up_before, jit_before = before
         loss, rolled_back = outcome
         result = StepResult(
             step=self.step_count,
@@ -350,7 +365,7 @@ class HybridEngine:
         self._phase_steps[phase.value] += 1
         self.step_count += 1
         t = self._timer
-        elapsed = _now() - start
+        elapsed = _now() - start - (t.jit - jit_before)
         t.total += elapsed
         start_up = kernels.start_up_seconds() - start_up_before
         t.start_up += start_up
@@ -509,11 +524,22 @@ class HybridEngine:
         self._start_cycle()  # timings are this process's own: the next charge starts now
 
     # ------------------------------------------------------------------ port calls
+    def _port_call(self, fn: Any, *args: Any) -> tuple[Any, float]:
+        """A port call and its wall time; 0 for a call in which a JIT framework compiled
+        (kept in ``_timer.jit``, out of every cost: a one-off, as the benchmarks treat it)."""
+        clock = self._jit_clock
+        c0 = clock() if clock is not None else 0.0
+        t0 = _now()
+        out = fn(*args)
+        dt = _now() - t0
+        if clock is not None and clock() != c0:
+            self._timer.jit += dt
+            return out, 0.0
+        return out, dt
+
     def _timed_full(self, step: Any, batch: Any) -> Any:
         """A full step of the port's (``full_step`` or ``lean_step``), timed and counted."""
-        t0 = _now()
-        out = step(batch)
-        dt = _now() - t0
+        out, dt = self._port_call(step, batch)
         self._timer.port += dt
         self._timer.full += dt
         self._backward += 1
@@ -525,17 +551,16 @@ class HybridEngine:
         return float(out[0]), float(out[1])
 
     def _port_lean_step(self, batch: Any) -> float:
+        self._lean_warm = True  # its first call (a JIT framework compiles it) is not short
         return self._timed_full(lambda b: float(self._lean(b)), batch)
 
     def _fresh_theta(self) -> None:
         """Bring the flat parameters up to date after lean steps (ports that copy them)."""
         if self._sync_flat is not None:
-            self._sync_flat()
+            self._timer.port += self._port_call(self._sync_flat)[1]
 
     def _port_forward(self, batch: Any) -> float:
-        t0 = _now()
-        loss = float(self.port.forward_loss(batch))
-        dt = _now() - t0
+        loss, dt = self._port_call(lambda b: float(self.port.forward_loss(b)), batch)
         self._timer.port += dt
         self._timer.forward += dt
         self._timer.forwards += 1
@@ -550,9 +575,7 @@ class HybridEngine:
         return sum(self._port_forward(b) for b in self._probe) / len(self._probe)
 
     def _params_changed(self) -> None:
-        t0 = _now()
-        self.port.commit_params()
-        self._timer.port += _now() - t0
+        self._timer.port += self._port_call(self.port.commit_params)[1]
 
     # ------------------------------------------------------------------ full steps
     def _full_step(self, batch: Any) -> tuple[float, bool]:
@@ -588,7 +611,13 @@ class HybridEngine:
             self._loss_limit = self.monitor.loss_limit()
             saved = self._saved_traj
             rolled_back = self._dormant_step(guarded=True)
-            self._guard_timed = True
+            # Timed once the baseline is known: the guarded steps before it are not the
+            # interval's, and the first of them pays a JIT framework's compilation.
+            self._guard_timed = ready
+            t = self._timer
+            if not self._guard_chosen and t.guard_n >= _GUARD_FIRST[0] and \
+                    t.short_n >= _GUARD_FIRST[1]:
+                self._choose_guard_interval()
             # A refresh's own cost is not the guard's.
             self._guard_less = self._save_s if self._saved_traj != saved else 0.0
             return loss, rolled_back
@@ -599,7 +628,7 @@ class HybridEngine:
         the last dormant step) or a phase ends: :meth:`step` takes
         them on its short path, with the decisions :meth:`_dormant_full_step` would make."""
         cfg = self.config
-        if self._lean is None or self._dormant == 0 or \
+        if self._lean is None or not self._lean_warm or self._dormant == 0 or \
                 self.monitor.grad_seen < cfg.divergence.min_baseline_steps:
             return
         interval = self._guard_interval
@@ -837,7 +866,8 @@ class HybridEngine:
         of step go on being timed) at which the fully guarded dormant steps' extra time
         (over a short-path lean step's, both measured since the last choice) is at most
         ``_GUARD_SHARE`` of the dormant steps' time. Unchanged where the config fixes it,
-        with ``cost_model="steps"``, or until both kinds were timed."""
+        with ``cost_model="steps"``, or until both kinds were timed (the guarded ones only
+        once the monitor knows the gradient's level)."""
         t = self._timer
         if self.config.divergence.dormant_check_interval is not None or \
                 self.config.cost_model == "steps" or not (t.guard_n and t.short_n):
@@ -847,6 +877,7 @@ class HybridEngine:
         # Timings are each rank's own; their dormant steps must stay in lockstep.
         want = self.port.all_reduce_mean(extra / (_GUARD_SHARE * short))
         self._guard_interval = max(2, min(math.ceil(min(want, 1e9)), _GUARD_MAX))
+        self._guard_chosen = True
         t.guard_s, t.guard_n, t.short_s, t.short_n = 0.0, 0, 0.0, 0
 
     def _restore_saved_state(self) -> None:

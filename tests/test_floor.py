@@ -472,6 +472,42 @@ class TestDormantGuard:
         assert [t.engine._guard_interval for t in trainers[1:]] == [8, 5]
         assert trainers[0].statistics().dormant_steps == 300
 
+    def test_the_guard_interval_is_first_chosen_early_from_steps_after_the_baseline(self):
+        """The first choice comes once 2 guarded and 8 lean steps are timed, well before the
+        first fallback refresh; the steps guarded while the monitor learns the gradient's
+        level are not timed (here they cost 2 ms more, as a JIT framework's first call
+        does: counted, they would push the interval to its maximum)."""
+        import time
+
+        def busy(seconds):
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                pass
+
+        def lg(p, c):
+            busy(0.002)  # 2 ms steps: the guard's extra ~20 us are about 1% of them
+            r = p.astype(np.float64) - c
+            return 0.5 * float(r @ r), r.astype(np.float32)
+
+        config = _quadratic(total_steps=1000, floor=1.0, cost_model="wall",
+                            full_steps=100).engine.config
+        trainer = HybridTrainer(np.zeros(50, np.float32), lg, SGD(0.002), config)
+        engine = trainer.engine
+        full = engine.port.full_step
+
+        def slow_start(batch):
+            if engine.monitor.grad_seen < 20:
+                busy(0.002)
+            return full(batch)
+
+        engine.port.full_step = slow_start
+        rng = np.random.default_rng(0)
+        for _ in range(60):
+            trainer.step(1000.0 + 0.1 * rng.normal(size=50))
+        assert engine._saved_traj == 0  # no refresh yet
+        assert engine._guard_chosen
+        assert 2 <= engine._guard_interval <= 4
+
     def test_a_slow_fallback_copy_is_refreshed_less_often(self):
         """Where copying the optimizer state costs more than 0.2% of the steps between
         refreshes, the dormant engine refreshes it less often, at most ten Full phases

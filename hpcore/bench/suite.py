@@ -228,8 +228,8 @@ def markdown_table(suite: dict[str, Any]) -> str:
         "Final val loss vs baseline: median relative difference at the same step budget "
         "(negative is better). Predicted: share of steps with no backward pass. Engine overhead: "
         "the method's own time per step (engine_time_s / steps; Lookahead's synchronisations) as "
-        "a share of the baseline's mean step time. Wall-clock excludes validation and JAX "
-        "compilation.",
+        "a share of the baseline's mean step time. Wall-clock excludes validation and the steps "
+        "in which JAX compiled (JIT warm-up: compilation and the first call's set-up).",
         "",
         "Tuned learning rates (sweep on seed 0, plain loop, same step budget):",
         "",

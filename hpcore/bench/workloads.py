@@ -17,6 +17,8 @@ from typing import Any
 import attrs
 import numpy as np
 
+from hpcore.adapters._jit_clock import CLOCK as _CLOCK
+from hpcore.adapters._jit_clock import compile_seconds
 from hpcore.bench import data
 from hpcore.bench.numpy_mlp import MLP, SoftmaxRegression
 
@@ -30,34 +32,6 @@ def torch_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-# ---------------------------------------------------------------------------- JAX compile clock
-class _CompileClock:
-    """Cumulative JAX tracing + lowering + compilation time, from ``jax.monitoring`` events."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self.installed = False
-
-    def listen(self, event: str, duration: float, **_kw: Any) -> None:
-        if event.startswith("/jax/core/compile/"):
-            self.seconds += duration
-
-    def install(self) -> None:
-        if not self.installed:
-            import jax
-
-            jax.monitoring.register_event_duration_secs_listener(self.listen)
-            self.installed = True
-
-
-_CLOCK = _CompileClock()
-
-
-def compile_seconds() -> float:
-    """JAX JIT compilation seconds so far in this process (0 before any JAX workload)."""
-    return _CLOCK.seconds
 
 
 # ---------------------------------------------------------------------------- runs

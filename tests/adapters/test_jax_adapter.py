@@ -269,6 +269,26 @@ class TestHybridTrainer:
         other.load_checkpoint(path)
         np.testing.assert_array_equal(flat(other.params), flat(trainer.params))
 
+    def test_compilation_is_left_out_of_the_engines_costs(self):
+        """JAX compiles the port's full and lean steps on their first calls, a one-off cost:
+        those calls stay out of the engine's timers, so that its step time, its own cost and
+        its guard interval are measured on compiled steps (counted, the lean step's
+        compilation made a short-path step look dearer than a guarded one: interval 2)."""
+        trainer = HybridTrainer(init(0), optax.sgd(0.05, momentum=0.9), loss_fn,
+                                HybridTrainerConfig(total_steps=300))  # dormant throughout
+        engine = trainer.engine
+        first_choice = None
+        for batch in islice(digit_batches(0), 150):
+            trainer.step(batch)
+            if first_choice is None and engine._guard_chosen:
+                first_choice = engine._guard_interval
+        stats = trainer.statistics()
+        t = engine._timer
+        assert stats.dormant_steps == 150
+        assert t.jit > 0.05  # the full and the lean step compiled
+        assert stats.wall_time_s < t.jit  # 150 compiled steps take less than compiling
+        assert first_choice is not None and first_choice >= 16
+
     @pytest.mark.skipif(not hasattr(HybridEngine, "state_dict"), reason="engine state_dict pending")
     def test_resume_is_bit_identical(self):
         """Params, optax state and trainer state saved mid-run resume into the same trajectory."""
