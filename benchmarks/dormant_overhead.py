@@ -58,6 +58,7 @@ def measure(name: str, check_interval: int | None = None,
         trainer.step(next(data_h))
     t_plain = t_hybrid = 0.0
     ratios = []
+    trainer.statistics()  # brings the short path's counters and timers up to date
     engine_before, steps_before = engine._timer.dormant, engine._timer.dormant_steps
     for _ in range(BLOCKS):
         batches_p = [next(data_p) for _ in range(BLOCK)]
@@ -76,6 +77,7 @@ def measure(name: str, check_interval: int | None = None,
         t_hybrid += t2 - t1
         ratios.append((t1 - t0) / (t2 - t1))
     n = BLOCK * BLOCKS
+    trainer.statistics()
     engine_s = (engine._timer.dormant - engine_before) / (engine._timer.dormant_steps - steps_before)
     return {"plain_us": 1e6 * t_plain / n, "hybrid_us": 1e6 * t_hybrid / n,
             "ratio": t_plain / t_hybrid, "median_ratio": statistics.median(ratios),
