@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import importlib
 import itertools
 import math
 import warnings
@@ -114,6 +115,26 @@ def _check_layout(names: list[str], params: list[torch.nn.Parameter]) -> None:
         raise ValueError(msg)
 
 
+def _dynamo_compile_clock() -> Callable[[], float] | None:
+    """A clock of ``torch.compile``'s compilation time (dynamo's capture, inductor's compiles,
+    as dynamo records them; torch loads that module with its optimizers' first step), or
+    ``None`` where this torch has no such records. The engine only looks for the clock to
+    move during a port call."""
+    try:
+        utils = importlib.import_module("torch._dynamo.utils")
+    except Exception:  # a private module: any failure to load it means no clock
+        return None
+    metrics = getattr(utils, "compilation_time_metrics", None)
+    if not isinstance(metrics, dict):
+        return None
+
+    def clock() -> float:
+        return sum(metrics.get("_compile.compile_inner", ())) + \
+            sum(metrics.get("compile_fx_inner", ()))
+
+    return clock
+
+
 class TorchPort:
     """The engine's port over an ``nn.Module`` whose parameters live in one flat buffer.
 
@@ -152,6 +173,9 @@ class TorchPort:
         self.optimizer = optimizer
         self.loss_fn = loss_fn
         self.scheduler = scheduler
+        clock = _dynamo_compile_clock()
+        if clock is not None:  # a torch.compile'd model: its compilations are one-off costs
+            self.compile_seconds = clock
         self.names = names
         self.params = params
         device = params[0].device

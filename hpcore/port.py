@@ -40,9 +40,10 @@ class TrainingPort(Protocol):
     lean step leaves ``flat_params()`` behind the model, to bring it up to date. A port
     without ``lean_step`` takes full steps throughout.
 
-    Optional for a JIT framework: ``compile_seconds()``, its compilation time so far in the
-    process; a port call during which it grew (a compilation, and the compiled function's
-    first call) is left out of the engine's cost model, as a one-off cost.
+    Optional for a JIT framework: ``compile_seconds()``, a clock of its compilation time so
+    far in the process (JAX: ``jax.monitoring``; ``torch.compile``: dynamo's records); a port
+    call during which it moved (a compilation, and the compiled function's first call) is
+    left out of the engine's cost model, as a one-off cost.
     """
 
     forward_costs_backward: bool

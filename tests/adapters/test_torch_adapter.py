@@ -421,6 +421,29 @@ class TestHybridTrainer:
         assert trainer.export_metrics(tmp_path / "m.json").exists()
         assert trainer.model is model and isinstance(trainer.engine, HybridEngine)
 
+    def test_a_torch_compiled_model_trains_and_its_compilation_is_not_a_step_cost(self):
+        """A ``torch.compile``'d model (dynamo's eager backend: capture only, no C compiler
+        needed) compiles on its first steps; those port calls stay out of the engine's timers
+        (billed, they would read as the cost of a full step), and the compiled model computes
+        with the shared flat buffer: what the engine writes there is what it runs on."""
+        model = mlp(0)
+        compiled = torch.compile(model, backend="eager")
+        trainer = HybridTrainer(compiled, make_optimizer("sgd", model), loss_fn,
+                                HybridTrainerConfig(total_steps=200))
+        for batch in islice(torch_batches(0), 60):
+            trainer.step(batch)
+        t = trainer.engine._timer
+        stats = trainer.statistics()
+        assert t.jit > 0.0
+        assert stats.wall_time_s < t.jit  # 60 steps take less than compiling them
+        x = next(torch_batches(1))[0]
+        with torch.no_grad():
+            before = compiled(x).clone()
+            trainer.engine.theta[...] *= 0.5
+            after = compiled(x)
+            torch.testing.assert_close(after, model(x))
+            assert not torch.allclose(after, before)
+
     @pytest.mark.skipif(not hasattr(HybridEngine, "state_dict"), reason="engine state_dict pending")
     def test_resume_is_bit_identical(self):
         """Model, optimizer and trainer state saved mid-run resume into the same trajectory."""
