@@ -125,6 +125,21 @@ def _advance_schedules(state: Any) -> Any:
     return state
 
 
+def _schedule_counts_from(now: Any, state: Any) -> Any:
+    """``state`` with every schedule count taken from ``now`` (a state of the same structure)."""
+    if isinstance(state, _SCHEDULE_STATES):
+        fields = {f: _schedule_counts_from(getattr(now, f), getattr(state, f))
+                  for f in state._fields if f != "count"}
+        return state._replace(count=now.count, **fields)
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        return type(state)(*(_schedule_counts_from(n, s) for n, s in zip(now, state, strict=True)))
+    if isinstance(state, (tuple, list)):
+        return type(state)(_schedule_counts_from(n, s) for n, s in zip(now, state, strict=True))
+    if isinstance(state, dict):
+        return {k: _schedule_counts_from(now[k], v) for k, v in state.items()}
+    return state
+
+
 class JaxPort:
     """The engine's port over a parameter pytree, an optax transformation and a loss.
 
@@ -228,7 +243,9 @@ class JaxPort:
         return self.opt_state  # immutable arrays: a reference is a snapshot
 
     def load_optimizer_state(self, state: Any) -> None:
-        self.opt_state = state
+        """Restore a saved state for a rollback: the moments come back, the schedules keep
+        their counts (a schedule counts every step taken, as on the other adapters)."""
+        self.opt_state = _schedule_counts_from(self.opt_state, state)
 
     def on_predicted_step(self) -> None:
         self.opt_state = _advance_schedules(self.opt_state)

@@ -114,7 +114,9 @@ class NumpyPort:
         return self.optimizer.state_dict()
 
     def load_optimizer_state(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state)
+        """Restore a saved state for a rollback: the moments come back, the schedule keeps
+        its position (it counts every step taken)."""
+        self.optimizer.load_state_dict({**state, "schedule_step": self.optimizer.schedule_step})
 
     def on_predicted_step(self) -> None:
         self.optimizer.skip_step()

@@ -315,9 +315,16 @@ class TorchPort:
         return copy.deepcopy(self.optimizer.state_dict())
 
     def load_optimizer_state(self, state: dict[str, Any]) -> None:
+        """Restore a saved state for a rollback: the moments come back, the hyperparameters
+        (``lr``, momentum...) stay as the scheduler has set them now. The scheduler is not
+        rolled back (it counts every step taken), and one that steps from the current rate
+        (``CosineAnnealingLR``) would carry a restored rate through the rest of the run."""
+        hyper = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
         # torch's load_state_dict keeps same-device tensors by reference and then updates them
         # in place; a private copy keeps the saved state reusable for a later rollback.
         self.optimizer.load_state_dict(copy.deepcopy(state))
+        for group, now in zip(self.optimizer.param_groups, hyper, strict=True):
+            group.update(now)
 
     def _step_scheduler_alone(self) -> None:
         """Advance the schedule without an optimizer step (torch warns about the order)."""

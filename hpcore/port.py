@@ -64,7 +64,9 @@ class TrainingPort(Protocol):
         """A copy of the optimizer's state, for rollback."""
 
     def load_optimizer_state(self, state: Any) -> None:
-        """Restore a state returned by :meth:`optimizer_state`."""
+        """Restore a state returned by :meth:`optimizer_state`, for a rollback: the
+        optimizer's moments; a learning-rate schedule keeps its position, since it counts
+        every step taken (predicted and rolled-back ones too)."""
 
     def on_predicted_step(self) -> None:
         """A predicted step happened (advance learning-rate schedules)."""

@@ -57,3 +57,23 @@ class TestHybridTrainer:
         with pytest.raises(ValueError, match=r"gradient of shape \(5,\); it must match params \(3,\)"):
             t.step(None)
         np.testing.assert_array_equal(p, np.ones(3, np.float32))
+
+
+def test_a_rollback_keeps_the_schedule_and_restores_the_moments():
+    """The port's ``load_optimizer_state`` (a rollback) brings the momentum back and leaves
+    the schedule where it is: it counts every step taken, rolled-back ones too."""
+    from hpcore.adapters.numpy import NumpyPort
+    from hpcore.optim import cosine_schedule
+
+    params = np.zeros(4, np.float32)
+    optimizer = SGD(cosine_schedule(0.1, 100), momentum=0.9)
+    port = NumpyPort(params, lambda p, b: (float(p @ p), 2 * p - b), optimizer, None)
+    batch = np.ones(4, np.float32)
+    port.full_step(batch)
+    saved = port.optimizer_state()
+    for _ in range(5):
+        port.full_step(batch)
+    port.load_optimizer_state(saved)
+    assert optimizer.schedule_step == 6
+    np.testing.assert_array_equal(optimizer.state_dict()["momentum_buffer"],
+                                  saved["momentum_buffer"])

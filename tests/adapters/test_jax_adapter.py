@@ -172,6 +172,26 @@ class TestPort:
             port.full_step(batch)
             np.testing.assert_array_equal(port.buffer, after_one)
 
+    def test_a_rollback_keeps_the_schedule_and_restores_the_moments(self):
+        """``load_optimizer_state`` (a rollback) brings the moments back and leaves each
+        schedule's count where it is: a schedule counts every step taken, as on the other
+        adapters (restoring its count would set it back by the rolled-back steps)."""
+        tx = optax.chain(optax.trace(decay=0.9),
+                         optax.scale_by_schedule(optax.cosine_decay_schedule(0.05, 100)),
+                         optax.scale(-1.0))
+        port = JaxPort(init(0), tx, loss_fn)
+        it = digit_batches(0)
+        port.full_step(next(it))
+        saved = port.optimizer_state()
+        for _ in range(5):
+            port.full_step(next(it))
+        port.load_optimizer_state(saved)
+        trace, schedule, _ = port.opt_state
+        assert int(schedule.count) == 6
+        for now, then in zip(jax.tree_util.tree_leaves(trace), jax.tree_util.tree_leaves(saved[0]),
+                             strict=True):
+            np.testing.assert_array_equal(np.asarray(now), np.asarray(then))
+
     @pytest.mark.parametrize("step", ["full_step", "lean_step"])
     def test_non_finite_loss_leaves_params_and_state(self, step):
         port = JaxPort(init(0), optax.adam(1e-3), lambda p, b: loss_fn(p, b) * jnp.nan)
