@@ -48,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--workloads", default=",".join(SUITE_DEFAULT),
                    help=f"suite workloads, comma-separated (default {','.join(SUITE_DEFAULT)})")
     b.add_argument("--seeds", type=int, default=3, help="suite seeds (default 3)")
+    b.add_argument("--optimizers", default=None,
+                   help="suite optimizers, comma-separated (default: each workload's own, of "
+                        "sgd,adam)")
+    b.add_argument("--schedules", default="constant,cosine",
+                   help="suite schedules, comma-separated (default constant,cosine)")
     return p
 
 
@@ -152,12 +157,22 @@ def _main_job(args: argparse.Namespace) -> int:
     return 0
 
 
+def _names(text: str, allowed: tuple[str, ...], flag: str) -> list[str] | None:
+    """A comma-separated list of names, each one of ``allowed``; None (and a message) if not."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in allowed]
+    if unknown or not names:
+        print(f"hpcore bench: {flag} takes {', '.join(allowed)} (got {text!r})", file=sys.stderr)
+        return None
+    return names
+
+
 def _suite(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from hpcore.bench.report import write_json
     from hpcore.bench.runner import warm_up_engine
-    from hpcore.bench.suite import markdown_table, run_suite, total_steps
+    from hpcore.bench.suite import SCHEDULES, markdown_table, run_suite, total_steps
     from hpcore.bench.workloads import WORKLOADS, get_task
 
     names = [w.strip() for w in args.workloads.split(",") if w.strip()]
@@ -169,17 +184,26 @@ def _suite(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         print("hpcore bench: --seeds must be >= 1", file=sys.stderr)
         return 2
+    schedules = _names(args.schedules, SCHEDULES, "--schedules")
+    optimizers = _names(args.optimizers, ("sgd", "adam"), "--optimizers") \
+        if args.optimizers is not None else None
+    if schedules is None or (args.optimizers is not None and optimizers is None):
+        return 2
+    if optimizers and not any(o in WORKLOADS[n].optimizers for n in names for o in optimizers):
+        print(f"hpcore bench: no workload of {', '.join(names)} offers {', '.join(optimizers)}",
+              file=sys.stderr)
+        return 2
     started = time.time()
     for name in names:
         warm_up_engine(get_task(name, WORKLOADS[name].optimizers[0])
                        .build(seed=0, lr=1e-3, steps=100).get_flat().size)
-    bar = tqdm(total=total_steps(names, seeds=args.seeds, steps=args.steps), unit="step",
-               disable=args.quiet)
-    suite = run_suite(names, seeds=args.seeds, steps=args.steps,
-                      on_step=lambda _i: bar.update(1),
+    bar = tqdm(total=total_steps(names, seeds=args.seeds, steps=args.steps, schedules=schedules,
+                                 optimizers=optimizers), unit="step", disable=args.quiet)
+    suite = run_suite(names, seeds=args.seeds, steps=args.steps, schedules=schedules,
+                      optimizers=optimizers, on_step=lambda _i: bar.update(1),
                       on_stage=lambda s: bar.set_description(s))
     bar.close()
-    command = "hpcore bench --suite " + " ".join(a for a in sys.argv[2:] if a != "--suite")
+    command = "hpcore bench --suite " + " ".join(a for a in args.argv[1:] if a != "--suite")
     suite["command"] = command.strip()
     table = markdown_table(suite)
     elapsed = time.time() - started
@@ -197,7 +221,9 @@ def _suite(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``hpcore`` console script."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
+    args.argv = argv  # the suite records the command that made it
     if args.command == "bench":
         return _bench(args)
     return 2

@@ -114,18 +114,20 @@ def run_suite(
     seeds: int = 3,
     steps: int | None = None,
     schedules: Sequence[str] = SCHEDULES,
+    optimizers: Sequence[str] | None = None,
     methods: Sequence[str] = SUITE_METHODS,
     config: HybridTrainerConfig | None = None,
     on_step: Callable[[int], None] | None = None,
     on_stage: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the suite; returns a JSON-ready dict with every seed's numbers and the medians."""
+    """Run the suite; returns a JSON-ready dict with every seed's numbers and the medians.
+    ``optimizers`` (default: each workload's own) keeps those of a workload's optimizers."""
     started = time.time()
     results: list[dict[str, Any]] = []
     for name in workloads:
         work = WORKLOADS[name]
         budget = steps or work.steps
-        for optimizer in work.optimizers:
+        for optimizer in _kept(work.optimizers, optimizers):
             task = get_task(name, optimizer)
             for schedule in schedules:
                 if on_stage:
@@ -239,15 +241,20 @@ def markdown_table(suite: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _kept(offered: Sequence[str], wanted: Sequence[str] | None) -> list[str]:
+    return [o for o in offered if wanted is None or o in wanted]
+
+
 def total_steps(workloads: Sequence[str], *, seeds: int, steps: int | None,
                 schedules: Sequence[str] = SCHEDULES,
+                optimizers: Sequence[str] | None = None,
                 methods: Sequence[str] = SUITE_METHODS) -> int:
     """Training steps the suite will take (for a progress bar)."""
     n = 0
     for name in workloads:
         work = WORKLOADS[name]
         budget = steps or work.steps
-        for optimizer in work.optimizers:
+        for optimizer in _kept(work.optimizers, optimizers):
             runs = len(work.lr_grids[optimizer]) + seeds * (1 + len(methods))
             n += len(schedules) * runs * budget
     return n

@@ -64,6 +64,31 @@ class TestSuite:
         assert len(suite["results"]) == 2 * 2 * 4  # optimizers x schedules x methods
         assert "The control row (the baseline with its batches one step out of line)" in md
 
+    def test_optimizers_and_schedules_filter_the_suite(self, tmp_path, capsys):
+        """--optimizers and --schedules keep those configurations only (one row per method)."""
+        rc = cli.main(["bench", "--suite", "--workloads", "numpy-softmax-breastcancer",
+                       "--optimizers", "sgd", "--schedules", "cosine", "--steps", "50",
+                       "--seeds", "1", "--out", str(tmp_path), "--quiet"])
+        assert rc == 0
+        suite = json.loads((tmp_path / "suite.json").read_text())
+        assert {(r["optimizer"], r["schedule"]) for r in suite["results"]} == {("sgd", "cosine")}
+        assert len(suite["results"]) == 4  # methods
+        assert "--optimizers sgd --schedules cosine" in suite["command"]
+
+    @pytest.mark.parametrize(("workload", "flag", "value", "message"), [
+        ("numpy-softmax-breastcancer", "--schedules", "linear",
+         "--schedules takes constant, cosine (got 'linear')"),
+        ("numpy-softmax-breastcancer", "--optimizers", "lbfgs",
+         "--optimizers takes sgd, adam (got 'lbfgs')"),
+        ("torch-chartf-shakespeare", "--optimizers", "sgd",
+         "no workload of torch-chartf-shakespeare offers sgd"),
+    ])
+    def test_bad_filters_are_refused(self, tmp_path, capsys, workload, flag, value, message):
+        """An unknown optimizer or schedule, or a filter that leaves nothing, is refused."""
+        assert cli.main(["bench", "--suite", "--workloads", workload, flag, value,
+                         "--out", str(tmp_path)]) == 2
+        assert message in capsys.readouterr().err
+
     def test_unknown_workload(self, tmp_path, capsys):
         """An unknown workload name is refused, listing the known ones."""
         assert cli.main(["bench", "--suite", "--workloads", "nope", "--out", str(tmp_path)]) == 2
