@@ -111,33 +111,31 @@ def _tree_norm(tree: Any) -> jax.Array:
     return jnp.sqrt(sum(jnp.vdot(x, x) for x in jax.tree_util.tree_leaves(tree)))
 
 
+def _with_schedule_counts(state: Any, ref: Any, count: Callable[[Any, Any], Any]) -> Any:
+    """``state`` with every schedule state's count replaced by ``count(node, ref_node)``,
+    ``ref`` a state of the same structure walked alongside (the moments untouched)."""
+    if isinstance(state, _SCHEDULE_STATES):
+        fields = {f: _with_schedule_counts(getattr(state, f), getattr(ref, f), count)
+                  for f in state._fields if f != "count"}
+        return state._replace(count=count(state, ref), **fields)
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        return type(state)(*(_with_schedule_counts(s, r, count)
+                             for s, r in zip(state, ref, strict=True)))
+    if isinstance(state, (tuple, list)):
+        return type(state)(_with_schedule_counts(s, r, count) for s, r in zip(state, ref, strict=True))
+    if isinstance(state, dict):
+        return {k: _with_schedule_counts(v, ref[k], count) for k, v in state.items()}
+    return state
+
+
 def _advance_schedules(state: Any) -> Any:
     """``state`` with every schedule count one step further (the moments untouched)."""
-    if isinstance(state, _SCHEDULE_STATES):
-        fields = {f: _advance_schedules(getattr(state, f)) for f in state._fields if f != "count"}
-        return state._replace(count=optax.safe_int32_increment(state.count), **fields)
-    if isinstance(state, tuple) and hasattr(state, "_fields"):
-        return type(state)(*(_advance_schedules(s) for s in state))
-    if isinstance(state, (tuple, list)):
-        return type(state)(_advance_schedules(s) for s in state)
-    if isinstance(state, dict):
-        return {k: _advance_schedules(v) for k, v in state.items()}
-    return state
+    return _with_schedule_counts(state, state, lambda s, _r: optax.safe_int32_increment(s.count))
 
 
 def _schedule_counts_from(now: Any, state: Any) -> Any:
     """``state`` with every schedule count taken from ``now`` (a state of the same structure)."""
-    if isinstance(state, _SCHEDULE_STATES):
-        fields = {f: _schedule_counts_from(getattr(now, f), getattr(state, f))
-                  for f in state._fields if f != "count"}
-        return state._replace(count=now.count, **fields)
-    if isinstance(state, tuple) and hasattr(state, "_fields"):
-        return type(state)(*(_schedule_counts_from(n, s) for n, s in zip(now, state, strict=True)))
-    if isinstance(state, (tuple, list)):
-        return type(state)(_schedule_counts_from(n, s) for n, s in zip(now, state, strict=True))
-    if isinstance(state, dict):
-        return {k: _schedule_counts_from(now[k], v) for k, v in state.items()}
-    return state
+    return _with_schedule_counts(state, now, lambda _s, r: r.count)
 
 
 class JaxPort:
