@@ -506,7 +506,7 @@ class TestDormantGuard:
             trainer.step(1000.0 + 0.1 * rng.normal(size=50))
         assert engine._saved_traj == 0  # no refresh yet
         assert engine._guard_chosen
-        assert 2 <= engine._guard_interval <= 4
+        assert 2 <= engine._guard_interval <= 16  # counted, the slow start gives 128
 
     def test_a_slow_fallback_copy_is_refreshed_less_often(self):
         """Where copying the optimizer state costs more than 0.2% of the steps between
