@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import time
 from collections import deque
 from pathlib import Path
@@ -126,9 +127,10 @@ class _Timer:
         self.forwards = 0
         self.dormant = 0.0  # engine time (not the port's) of dormant steps
         self.dormant_steps = 0
-        # Wall time of the dormant steps since the guard interval was last chosen: the fully
-        # guarded ones (not those that refreshed the fallback) and the short-path lean ones.
-        self.guard_s, self.guard_n = 0.0, 0
+        # Wall time of the dormant steps since the guard interval was last chosen: each fully
+        # guarded one (less a refresh of the fallback in it), and the short-path lean ones'
+        # sum and count.
+        self.guard: list[float] = []
         self.short_s, self.short_n = 0.0, 0
         self.start_up = 0.0  # kernels' first calls during steps (in total, not in any rate)
         self.jit = 0.0  # port calls in which a JIT framework compiled (in no total or rate)
@@ -371,8 +373,7 @@ class HybridEngine:
         t.start_up += start_up
         if self._guard_timed:
             self._guard_timed = False
-            t.guard_s += elapsed - start_up - self._guard_less
-            t.guard_n += 1
+            t.guard.append(elapsed - start_up - self._guard_less)
         if self._was_dormant:
             self._was_dormant = False
             t.dormant += elapsed - (t.port - port_before) - start_up
@@ -615,7 +616,7 @@ class HybridEngine:
             # interval's, and the first of them pays a JIT framework's compilation.
             self._guard_timed = ready
             t = self._timer
-            if not self._guard_chosen and t.guard_n >= _GUARD_FIRST[0] and \
+            if not self._guard_chosen and len(t.guard) >= _GUARD_FIRST[0] and \
                     t.short_n >= _GUARD_FIRST[1]:
                 self._choose_guard_interval()
             # A refresh's own cost is not the guard's.
@@ -864,21 +865,23 @@ class HybridEngine:
     def _choose_guard_interval(self) -> None:
         """The automatic ``dormant_check_interval``: the smallest (from 2, so that both kinds
         of step go on being timed) at which the fully guarded dormant steps' extra time
-        (over a short-path lean step's, both measured since the last choice) is at most
-        ``_GUARD_SHARE`` of the dormant steps' time. Unchanged where the config fixes it,
+        (their median over a short-path lean step's mean, both measured since the last
+        choice: one guarded step caught by the machine's hiccup must not set the interval)
+        is at most ``_GUARD_SHARE`` of the dormant steps' time. Unchanged where the config fixes it,
         with ``cost_model="steps"``, or until both kinds were timed (the guarded ones only
         once the monitor knows the gradient's level)."""
         t = self._timer
         if self.config.divergence.dormant_check_interval is not None or \
-                self.config.cost_model == "steps" or not (t.guard_n and t.short_n):
+                self.config.cost_model == "steps" or not (t.guard and t.short_n):
             return
         short = t.short_s / t.short_n
-        extra = max(t.guard_s / t.guard_n - short, 0.0)
+        extra = max(statistics.median(t.guard) - short, 0.0)
         # Timings are each rank's own; their dormant steps must stay in lockstep.
-        want = self.port.all_reduce_mean(extra / (_GUARD_SHARE * short))
+        want = self.port.all_reduce_mean(extra / (_GUARD_SHARE * short) if short > 0.0
+                                         else math.inf)
         self._guard_interval = max(2, min(math.ceil(min(want, 1e9)), _GUARD_MAX))
         self._guard_chosen = True
-        t.guard_s, t.guard_n, t.short_s, t.short_n = 0.0, 0, 0.0, 0
+        t.guard, t.short_s, t.short_n = [], 0.0, 0
 
     def _restore_saved_state(self) -> None:
         kernels.copy(self.theta, self._saved_theta)
