@@ -33,6 +33,8 @@ import timeit
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import attrs
+
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
                       "intra_op_parallelism_threads=1")
 
@@ -107,17 +109,13 @@ def measure(name: str) -> dict[str, float]:
     return {k: statistics.median(ts[4:]) for k, ts in times.items()}
 
 
-class _Tuple(NamedTuple):
-    step: int
-    phase: Phase
-    loss: float | None
-    was_predicted: bool
-    confidence: float
-    rolled_back: bool
+# StepResult's fields as a NamedTuple and as a plain slotted class, for the comparison.
+_FIELDS = [(f.name, f.type) for f in attrs.fields(StepResult)]
+_Tuple = NamedTuple("_Tuple", _FIELDS)  # type: ignore[misc]
 
 
 class _Slots:
-    __slots__ = ("confidence", "loss", "phase", "rolled_back", "step", "was_predicted")
+    __slots__ = tuple(name for name, _ in _FIELDS)
 
     def __init__(self, step: int, phase: Phase, loss: float | None, was_predicted: bool,
                  confidence: float, rolled_back: bool) -> None:

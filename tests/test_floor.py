@@ -279,13 +279,16 @@ class _EngineClock:
 
     def __init__(self) -> None:
         self.now = 0.0
+        self.guarded = 0  # the port's full steps so far
 
     def spend(self, seconds: float) -> None:
         self.now += seconds
 
-    def trainer(self, config, *, step_s: float, guard_extra_s: float) -> HybridTrainer:
+    def trainer(self, config, *, step_s: float, guard_extra_s) -> HybridTrainer:
         """A quadratic's trainer whose every step costs ``step_s`` and whose fully guarded
-        steps (the port's full step) ``guard_extra_s`` more."""
+        steps (the port's full step) ``guard_extra_s`` more: seconds, or a function of the
+        guarded step's number (from 1) and the engine."""
+        extra = guard_extra_s if callable(guard_extra_s) else lambda _n, _e: guard_extra_s
 
         def lg(p, c):
             self.spend(step_s)
@@ -296,7 +299,8 @@ class _EngineClock:
         port, full = trainer.engine.port, trainer.engine.port.full_step
 
         def guarded(batch):
-            self.spend(guard_extra_s)
+            self.guarded += 1
+            self.spend(extra(self.guarded, trainer.engine))
             return full(batch)
 
         port.full_step = guarded
@@ -501,16 +505,10 @@ class TestDormantGuard:
         does: counted, they would push the interval to its maximum)."""
         config = _quadratic(total_steps=1000, floor=1.0, cost_model="wall",
                             full_steps=100).engine.config
-        trainer = engine_clock.trainer(config, step_s=2e-3, guard_extra_s=0.04e-3)
+        trainer = engine_clock.trainer(
+            config, step_s=2e-3,
+            guard_extra_s=lambda _n, e: 0.04e-3 + (2e-3 if e.monitor.grad_seen < 20 else 0.0))
         engine = trainer.engine
-        full = engine.port.full_step
-
-        def slow_start(batch):
-            if engine.monitor.grad_seen < 20:
-                engine_clock.spend(2e-3)
-            return full(batch)
-
-        engine.port.full_step = slow_start
         rng = np.random.default_rng(0)
         for _ in range(60):
             trainer.step(1000.0 + 0.1 * rng.normal(size=50))
@@ -524,21 +522,14 @@ class TestDormantGuard:
         (with their mean it read 40)."""
         config = _quadratic(total_steps=1000, floor=1.0, cost_model="wall",
                             full_steps=100).engine.config
-        trainer = engine_clock.trainer(config, step_s=2e-3, guard_extra_s=0.04e-3)
+        # The 30th guarded step, between the first choice and the refresh, is the slow one.
+        trainer = engine_clock.trainer(
+            config, step_s=2e-3, guard_extra_s=lambda n, _e: 0.04e-3 + (20e-3 if n == 30 else 0.0))
         engine = trainer.engine
-        full, calls = engine.port.full_step, [0]
-
-        def hiccup(batch):
-            calls[0] += 1
-            if calls[0] == 30:  # a guarded step between the first choice and the refresh
-                engine_clock.spend(20e-3)
-            return full(batch)
-
-        engine.port.full_step = hiccup
         rng = np.random.default_rng(0)
         for _ in range(150):
             trainer.step(1000.0 + 0.1 * rng.normal(size=50))
-        assert calls[0] > 30 and engine._saved_traj > 0  # the refresh chose after the hiccup
+        assert engine_clock.guarded > 30 and engine._saved_traj > 0  # refresh after the hiccup
         assert 2 <= engine._guard_interval <= 3
 
     def test_a_slow_fallback_copy_is_refreshed_less_often(self):
