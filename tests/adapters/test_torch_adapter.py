@@ -392,7 +392,7 @@ class TestPort:
         """A rollback restores the optimizer's moments, not its learning rate: the rate
         stays where the scheduler has put it, so that a scheduler that steps from the
         current rate (CosineAnnealingLR) follows the plain loop's schedule after it (with
-        the saved rate restored, it read 0.0769 instead of 0.0484 one step later)."""
+        the saved rate restored, the 39 rates after the rollback all read higher)."""
         import warnings
 
         def lrs(trainer_or_none, steps):
