@@ -194,7 +194,8 @@ class HybridEngine:
         # A run of lean dormant steps cleared for step's short path (:meth:`_plan_lean_run`):
         # those left, those planned (the difference: taken, not yet in the counters, which
         # :meth:`_settle_lean` brings up to date), the step index after the run, their phase
-        # (and its key in _phase_steps), their wall time and the engine's part of it.
+        # (and its key in _phase_steps), their wall time, the engine's part of it and the
+        # longest of them, with the JIT clock's reading when the run started or last settled.
         self._lean_run = 0
         self._lean_planned = 0
         self._lean_end = 0
@@ -202,6 +203,8 @@ class HybridEngine:
         self._lean_key = Phase.FULL.value
         self._lean_s = 0.0
         self._lean_own = 0.0
+        self._lean_max = 0.0
+        self._lean_clock = 0.0
         self.step_count = 0
         self.trajectory_steps = 0  # full steps on the kept trajectory (rollbacks rewind it)
         # Jump in progress.
@@ -306,8 +309,11 @@ class HybridEngine:
         loss = self._reduce(float(pending))
         if loss <= self._loss_limit:  # false for nan
             _set_field(result, "loss", loss)  # known only now; the result is not out yet
-            self._lean_s += _now() - start
+            took = _now() - start
+            self._lean_s += took
             self._lean_own += own
+            if took > self._lean_max:
+                self._lean_max = took
             return result
         # Not quiet: the step is not a dormant one; the guarded path takes it over.
         self._lean_run = left
@@ -339,8 +345,13 @@ class HybridEngine:
         self._full_count += taken
         self._phase_steps[self._lean_key] += taken
         t = self._timer
-        s, own = self._lean_s, self._lean_own
-        self._lean_s = self._lean_own = 0.0
+        s, own, longest = self._lean_s, self._lean_own, self._lean_max
+        self._lean_s = self._lean_own = self._lean_max = 0.0
+        compiled = self._lean_compiled(longest)
+        if compiled:
+            s -= compiled
+            t.jit += compiled
+            t.short_n -= 1
         t.short_n += taken
         t.short_s += s
         t.dormant_steps += taken
@@ -348,6 +359,21 @@ class HybridEngine:
         t.port += s - own
         t.full += s - own
         t.total += s
+
+    def _lean_compiled(self, longest: float) -> float:
+        """The time of a short-path step in which a JIT framework compiled (a batch of a new
+        shape, say), 0 if none: the short path reads no clock, so when the clock moved during
+        the run its longest step is taken for that one (it is 1000 times a compiled one). A
+        compilation in the user's code between the steps moves the clock too; it then costs
+        the timings one ordinary step, not the run's."""
+        clock = self._jit_clock
+        if clock is None:
+            return 0.0
+        now = clock()
+        if now == self._lean_clock:
+            return 0.0
+        self._lean_clock = now
+        return longest
 
     def _finish_step(self, start: float, before: tuple[float, float, float], phase: Phase,
                      outcome: tuple[float | None, bool]) -> StepResult:
@@ -641,6 +667,8 @@ class HybridEngine:
             self._left - 1,
         ))
         self._lean_end = self.step_count + 1 + self._lean_run  # the step in progress is not counted yet
+        if self._lean_run and self._jit_clock is not None:
+            self._lean_clock = self._jit_clock()
 
     def _leave_dormancy(self, batch: Any, loss: float, grad_norm: float) -> tuple[float, bool]:
         """A non-finite loss or parameter (or a float32 overflow of the sum of squares), a

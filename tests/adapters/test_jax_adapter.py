@@ -309,6 +309,30 @@ class TestHybridTrainer:
         assert stats.wall_time_s < t.jit  # 150 compiled steps take less than compiling
         assert first_choice is not None and first_choice >= 16
 
+    def test_a_compilation_on_the_short_path_is_left_out_of_its_timing(self):
+        """A batch of a new shape (an epoch's last, partial one) makes JAX compile the lean
+        step again in the middle of a run of short-path steps, which read no clock: that
+        step's time goes to the JIT account, not into the lean steps' mean (billed, 0.1-0.3 s
+        would read as a step of milliseconds for the rest of the run)."""
+        trainer = HybridTrainer(init(0), optax.sgd(0.05, momentum=0.9), loss_fn,
+                                HybridTrainerConfig(total_steps=400))  # dormant throughout
+        engine = trainer.engine
+        it = digit_batches(0)
+        for batch in islice(it, 60):
+            trainer.step(batch)
+        while engine._lean_run < 3:  # into a run of short steps, two left after the next
+            trainer.step(next(it))
+        trainer.statistics()  # settled: the timers hold only what follows
+        t = engine._timer
+        jit, short_s, short_n = t.jit, t.short_s, t.short_n
+        x, y = next(it)
+        trainer.step((x[:17], y[:17]))  # compiles the lean step for 17 rows
+        trainer.step(next(it))
+        trainer.statistics()
+        assert t.jit - jit > 0.02  # the compiling step's time, JAX's compile included
+        assert t.short_n - short_n == 1  # the plain one
+        assert t.short_s - short_s < 0.01  # a compiled step of this model: ~0.1 ms
+
     @pytest.mark.skipif(not hasattr(HybridEngine, "state_dict"), reason="engine state_dict pending")
     def test_resume_is_bit_identical(self):
         """Params, optax state and trainer state saved mid-run resume into the same trajectory."""
