@@ -15,6 +15,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
@@ -53,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
                         "sgd,adam)")
     b.add_argument("--schedules", default="constant,cosine",
                    help="suite schedules, comma-separated (default constant,cosine)")
+    b.add_argument("--floor", default=None,
+                   help="the hybrid trainer's floor guard: a share in [0, 1] of the plain "
+                        "loop's speed it must keep, or 'off' to let it jump unguarded "
+                        "(default: HybridTrainerConfig's, 0.95)")
     return p
 
 
@@ -80,16 +85,35 @@ def _bench(args: argparse.Namespace) -> int:
     if args.steps is not None and args.steps < 50:
         print("hpcore bench: --steps must be >= 50", file=sys.stderr)
         return 2
+    config = _hybrid_config(args.floor)
+    if config is None:
+        return 2
     _set_threads(args.threads)
     if args.suite:
-        return _suite(args)
-    return _main_job(args)
+        return _suite(args, config)
+    return _main_job(args, config)
 
 
-def _main_job(args: argparse.Namespace) -> int:
+def _hybrid_config(floor: str | None) -> Any:
+    """The hybrid trainer's config: the default, or with ``--floor``'s guard (None and a
+    message if the value is not one)."""
+    from hpcore import HybridTrainerConfig
+
+    if floor is None:
+        return HybridTrainerConfig()
+    if floor.strip().lower() == "off":
+        return HybridTrainerConfig(floor=None)
+    try:
+        return HybridTrainerConfig(floor=float(floor))
+    except ValueError as exc:
+        print(f"hpcore bench: --floor takes a share in [0, 1] or 'off' (got {floor!r}): {exc}",
+              file=sys.stderr)
+        return None
+
+
+def _main_job(args: argparse.Namespace, config: Any) -> int:
     from tqdm import tqdm
 
-    from hpcore import HybridTrainerConfig
     from hpcore.bench.report import plot, summary_rows, table, write_json
     from hpcore.bench.runner import CurveRun, run_together, time_to_target, tune_lr, warm_up_engine
     from hpcore.bench.suite import TARGET_WINDOW
@@ -127,7 +151,7 @@ def _main_job(args: argparse.Namespace) -> int:
     runs = [CurveRun(task, lr=lr, steps=steps, seed=args.seed, schedule=args.schedule,
                      on_step=tick),
             CurveRun(task, lr=lr, steps=steps, seed=args.seed, schedule=args.schedule,
-                     config=HybridTrainerConfig(), on_step=tick)]
+                     config=config, on_step=tick)]
     run_together(runs)
     base, hyb = (r.curve() for r in runs)
     bar.close()
@@ -135,13 +159,15 @@ def _main_job(args: argparse.Namespace) -> int:
     rows = summary_rows(base, hyb, ttt)
     tuned = "tuned" if args.lr is None else "given"
     title = f"{task.name}, {args.schedule} lr {lr:g} ({tuned}), {steps} steps, seed {args.seed}"
+    if args.floor is not None:
+        title += ", floor guard " + ("off" if config.floor is None else f"{config.floor:g}")
     print(f"\n{title}\n")
     print(table(rows, ttt))
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"{task.name}-{args.schedule}-seed{args.seed}"
     payload = {
         "workload": task.workload.name, "optimizer": task.optimizer, "schedule": args.schedule,
-        "seed": args.seed, "steps": steps, "lr": lr,
+        "seed": args.seed, "steps": steps, "lr": lr, "floor": config.floor,
         "lr_sweep": {str(k): v for k, v in finals.items()},
         "time_to_target": ttt, "rows": rows, "machine": platform.platform(),
         "elapsed_s": time.time() - started,
@@ -167,7 +193,7 @@ def _names(text: str, allowed: tuple[str, ...], flag: str) -> list[str] | None:
     return names
 
 
-def _suite(args: argparse.Namespace) -> int:
+def _suite(args: argparse.Namespace, config: Any) -> int:
     from tqdm import tqdm
 
     from hpcore.bench.report import write_json
@@ -200,7 +226,7 @@ def _suite(args: argparse.Namespace) -> int:
     bar = tqdm(total=total_steps(names, seeds=args.seeds, steps=args.steps, schedules=schedules,
                                  optimizers=optimizers), unit="step", disable=args.quiet)
     suite = run_suite(names, seeds=args.seeds, steps=args.steps, schedules=schedules,
-                      optimizers=optimizers, on_step=lambda _i: bar.update(1),
+                      optimizers=optimizers, config=config, on_step=lambda _i: bar.update(1),
                       on_stage=lambda s: bar.set_description(s))
     bar.close()
     command = "hpcore bench --suite " + " ".join(a for a in args.argv[1:] if a != "--suite")

@@ -169,13 +169,22 @@ def run_suite(
     return {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": platform.platform(), "seeds": seeds, "elapsed_s": time.time() - started,
-        "results": results,
+        "hybrid_floor": (config or HybridTrainerConfig()).floor, "results": results,
     }
 
 
 def _fmt_speed(v: float | None, reached: int, seeds: int) -> str:
     text = "not reached" if v is None else f"{v:.2f}x"
     return text if reached == seeds else f"{text} ({reached}/{seeds} reached)"
+
+
+def _config_text(suite: dict[str, Any]) -> str:
+    """The hybrid trainer's config as the table names it (suites before ``hybrid_floor``
+    was recorded ran the default)."""
+    floor = suite.get("hybrid_floor", HybridTrainerConfig().floor)
+    if floor == HybridTrainerConfig().floor:
+        return "default `HybridTrainerConfig()`"
+    return f"`HybridTrainerConfig(floor={floor!r})`" + (", the floor guard off" if floor is None else "")
 
 
 def markdown_table(suite: dict[str, Any]) -> str:
@@ -217,7 +226,7 @@ def markdown_table(suite: dict[str, Any]) -> str:
                  f"above {FLOOR}x): differences of that size are chance.")
     lines += [
         "",
-        f"Hybrid trainer (default `HybridTrainerConfig()`): wins in {wins} of {len(hybrid)} "
+        f"Hybrid trainer ({_config_text(suite)}): wins in {wins} of {len(hybrid)} "
         "configurations against the tuned baseline (wall-clock to the baseline's final "
         f"validation loss, median over seeds) and is at or above the {FLOOR}x floor in "
         f"{floor} of {len(hybrid)}; Lookahead wins in "

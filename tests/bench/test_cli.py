@@ -44,6 +44,24 @@ class TestMainJob:
         assert "PyTorch is not installed; running the NumPy MLP on digits" in err
         assert (tmp_path / "numpy-mlp-digits-sgd-constant-seed0.json").exists()
 
+    def test_floor_off_lets_the_hybrid_trainer_jump(self, tmp_path, capsys):
+        """--floor off: the hybrid trainer runs unguarded, jumps where the default sits out,
+        and the title and the JSON say so."""
+        rc = cli.main(["bench", "--workload", "numpy-mlp-digits", "--steps", "400", "--lr",
+                       "0.05", "--floor", "off", "--out", str(tmp_path), "--quiet"])
+        assert rc == 0
+        out = capsys.readouterr().out
+        assert "400 steps, seed 0, floor guard off" in out
+        payload = json.loads((tmp_path / "numpy-mlp-digits-sgd-constant-seed0.json").read_text())
+        assert payload["floor"] is None
+        assert payload["hybrid_statistics"]["jumps"] > 0
+        assert payload["hybrid_statistics"]["floor_credit"] is None
+
+    @pytest.mark.parametrize("value", ["1.5", "-0.1", "half"])
+    def test_bad_floor_is_refused(self, tmp_path, capsys, value):
+        assert cli.main(["bench", "--floor", value, "--out", str(tmp_path)]) == 2
+        assert f"--floor takes a share in [0, 1] or 'off' (got {value!r})" in capsys.readouterr().err
+
     def test_rejects_tiny_budget(self, tmp_path, capsys):
         """--steps below 50 is refused with exit code 2."""
         assert cli.main(["bench", "--steps", "10", "--out", str(tmp_path)]) == 2
@@ -74,6 +92,18 @@ class TestSuite:
         assert {(r["optimizer"], r["schedule"]) for r in suite["results"]} == {("sgd", "cosine")}
         assert len(suite["results"]) == 4  # methods
         assert "--optimizers sgd --schedules cosine" in suite["command"]
+        assert suite["hybrid_floor"] == 0.95
+        assert "Hybrid trainer (default `HybridTrainerConfig()`)" in (tmp_path / "suite.md").read_text()
+
+    def test_suite_names_a_hybrid_config_other_than_the_default(self, tmp_path, capsys):
+        rc = cli.main(["bench", "--suite", "--workloads", "numpy-softmax-breastcancer",
+                       "--optimizers", "sgd", "--schedules", "constant", "--steps", "50",
+                       "--seeds", "1", "--floor", "off", "--out", str(tmp_path), "--quiet"])
+        assert rc == 0
+        assert json.loads((tmp_path / "suite.json").read_text())["hybrid_floor"] is None
+        md = (tmp_path / "suite.md").read_text()
+        assert "Hybrid trainer (`HybridTrainerConfig(floor=None)`, the floor guard off)" in md
+        assert "--floor off" in md  # in the recorded command
 
     @pytest.mark.parametrize(("workload", "flag", "value", "message"), [
         ("numpy-softmax-breastcancer", "--schedules", "linear",
