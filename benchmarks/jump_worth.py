@@ -34,7 +34,7 @@ import logging
 import math
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -46,12 +46,7 @@ from hpcore.config import HybridTrainerConfig, LinearConfig
 from hpcore.engine import HybridEngine
 
 WINDOW = 3
-VARIANTS: dict[str, HybridTrainerConfig] = {
-    "judged": HybridTrainerConfig(floor=None),
-    "never rolled back": HybridTrainerConfig(floor=None),
-    "half line": HybridTrainerConfig(floor=None, predictor=LinearConfig(shrink=0.5)),
-    "short jumps": HybridTrainerConfig(floor=None, max_predict_steps=40),
-}
+Patch = Callable[[], contextlib.AbstractContextManager[Any]]
 
 
 @contextlib.contextmanager
@@ -74,6 +69,17 @@ def judge_keeps_every_jump() -> Iterator[None]:
         HybridEngine._finish_jump = original  # type: ignore[method-assign]
 
 
+# name -> (config, a context the run is taken in)
+VARIANTS: dict[str, tuple[HybridTrainerConfig, Patch]] = {
+    "judged": (HybridTrainerConfig(floor=None), contextlib.nullcontext),
+    "never rolled back": (HybridTrainerConfig(floor=None), judge_keeps_every_jump),
+    "half line": (HybridTrainerConfig(floor=None, predictor=LinearConfig(shrink=0.5)),
+                  contextlib.nullcontext),
+    "short jumps": (HybridTrainerConfig(floor=None, max_predict_steps=40),
+                    contextlib.nullcontext),
+}
+
+
 def at_equal_backward(base: Curve, run: Curve) -> float:
     """The run's final validation loss against the baseline's after as many backward passes
     (interpolated between its evaluations), in percent: negative, the jumps bought progress."""
@@ -90,9 +96,8 @@ def one_seed(task: Any, lr: float, steps: int, seed: int, schedule: str) -> dict
     out["control"] = {"bwd_pct": at_equal_backward(base, control), "predicted_pct": 0.0,
                       "gap_pct": 100 * (float(smoothed(control, WINDOW)[-1]) / base_final - 1),
                       "kept": 0, "jumps": 0}
-    for name, config in VARIANTS.items():
-        patch = judge_keeps_every_jump() if name == "never rolled back" else contextlib.nullcontext()
-        with patch:
+    for name, (config, patch) in VARIANTS.items():
+        with patch():
             curve = run_curve(task, lr=lr, steps=steps, seed=seed, schedule=schedule,
                               config=config)
         s = curve.statistics or {}
