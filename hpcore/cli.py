@@ -15,7 +15,10 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hpcore.config import HybridTrainerConfig
 
 __all__ = ["main"]
 
@@ -94,7 +97,7 @@ def _bench(args: argparse.Namespace) -> int:
     return _main_job(args, config)
 
 
-def _hybrid_config(floor: str | None) -> Any:
+def _hybrid_config(floor: str | None) -> HybridTrainerConfig | None:
     """The hybrid trainer's config: the default, or with ``--floor``'s guard (None and a
     message if the value is not one)."""
     from hpcore import HybridTrainerConfig
@@ -111,7 +114,7 @@ def _hybrid_config(floor: str | None) -> Any:
         return None
 
 
-def _main_job(args: argparse.Namespace, config: Any) -> int:
+def _main_job(args: argparse.Namespace, config: HybridTrainerConfig) -> int:
     from tqdm import tqdm
 
     from hpcore.bench.report import plot, summary_rows, table, write_json
@@ -193,7 +196,7 @@ def _names(text: str, allowed: tuple[str, ...], flag: str) -> list[str] | None:
     return names
 
 
-def _suite(args: argparse.Namespace, config: Any) -> int:
+def _suite(args: argparse.Namespace, config: HybridTrainerConfig) -> int:
     from tqdm import tqdm
 
     from hpcore.bench.report import write_json
