@@ -194,8 +194,8 @@ class HybridEngine:
         # A run of lean dormant steps cleared for step's short path (:meth:`_plan_lean_run`):
         # those left, those planned (the difference: taken, not yet in the counters, which
         # :meth:`_settle_lean` brings up to date), the step index after the run, their phase
-        # (and its key in _phase_steps), their wall time, the engine's part of it and the
-        # longest of them, with the JIT clock's reading when the run started or last settled.
+        # (and its key in _phase_steps), their wall time, the engine's part of it and their
+        # longest port call, with the JIT clock's reading when the run started or last settled.
         self._lean_run = 0
         self._lean_planned = 0
         self._lean_end = 0
@@ -305,17 +305,19 @@ class HybridEngine:
         left = self._lean_run
         self._lean_run = left - 1
         result = StepResult(self._lean_end - left, self._lean_phase, None, False, 0.0, False)
+        longest = self._lean_max  # the longest call: a JIT framework compiles in it
+        if dispatched - start > longest:
+            self._lean_max = dispatched - start
         own = _now() - dispatched
+        self._lean_own += own
         loss = self._reduce(float(pending))
         if loss <= self._loss_limit:  # false for nan
             _set_field(result, "loss", loss)  # known only now; the result is not out yet
-            took = _now() - start
-            self._lean_s += took
-            self._lean_own += own
-            if took > self._lean_max:
-                self._lean_max = took
+            self._lean_s += _now() - start
             return result
         # Not quiet: the step is not a dormant one; the guarded path takes it over.
+        self._lean_own -= own
+        self._lean_max = longest
         self._lean_run = left
         self._settle_lean()
         self._lean_run = self._lean_planned = 0
@@ -363,9 +365,9 @@ class HybridEngine:
     def _lean_compiled(self, longest: float) -> float:
         """The time of a short-path step in which a JIT framework compiled (a batch of a new
         shape, say), 0 if none: the short path reads no clock, so when the clock moved during
-        the run its longest step is taken for that one (it is 1000 times a compiled one). A
-        compilation in the user's code between the steps moves the clock too; it then costs
-        the timings one ordinary step, not the run's."""
+        the run its longest port call is taken for that one (compiling takes 1000 times a
+        compiled call). A compilation in the user's code between the steps moves the clock
+        too; it then costs the timings one ordinary call, not the run's."""
         clock = self._jit_clock
         if clock is None:
             return 0.0
