@@ -41,7 +41,8 @@ measured cost allows); the longer budgets below do jump. Steps are not the cost,
 with a constant learning rate the other methods may run on up to 1.5x the baseline's budget to
 reach its final loss (a cosine schedule ends with the budget, so there they stop at it); "final
 val loss vs baseline" compares at the baseline's budget. Validation losses are read as means of
-3 consecutive evaluations.
+3 consecutive evaluations. The suite rewrites its `suite.md` and `suite.json` after every
+configuration (marked partial until the last), so an interrupted run keeps what it finished.
 """
 
 LONGER = """\

@@ -15,7 +15,7 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hpcore.config import HybridTrainerConfig
@@ -228,23 +228,41 @@ def _suite(args: argparse.Namespace, config: HybridTrainerConfig) -> int:
                        .build(seed=0, lr=1e-3, steps=100).get_flat().size)
     bar = tqdm(total=total_steps(names, seeds=args.seeds, steps=args.steps, schedules=schedules,
                                  optimizers=optimizers), unit="step", disable=args.quiet)
-    suite = run_suite(names, seeds=args.seeds, steps=args.steps, schedules=schedules,
-                      optimizers=optimizers, config=config, on_step=lambda _i: bar.update(1),
-                      on_stage=lambda s: bar.set_description(s))
-    bar.close()
-    command = "hpcore bench --suite " + " ".join(a for a in args.argv[1:] if a != "--suite")
-    suite["command"] = command.strip()
-    table = markdown_table(suite)
-    elapsed = time.time() - started
-    header = (f"Suite run {suite['date']} on {platform.platform()} "
-              f"({os.cpu_count()} CPUs), {args.seeds} seeds, {elapsed / 60:.1f} min; "
-              f"command: `{suite['command']}`")
+    configs = len(schedules) * sum(
+        sum(optimizers is None or o in optimizers for o in WORKLOADS[n].optimizers) for n in names)
+    command = ("hpcore bench --suite " + " ".join(a for a in args.argv[1:] if a != "--suite")).strip()
     args.out.mkdir(parents=True, exist_ok=True)
-    md = args.out / "suite.md"
-    md.write_text(header + "\n\n" + table + "\n")
-    js = write_json(args.out / "suite.json", suite)
+    md, js = args.out / "suite.md", args.out / "suite.json"
+    written: list[int] = []  # configurations written so far
+
+    def write(suite: dict[str, Any]) -> str:
+        """The suite so far as Markdown and JSON (rewritten after every configuration)."""
+        suite["command"] = command
+        table = markdown_table(suite)
+        done = len({(r["workload"], r["optimizer"], r["schedule"]) for r in suite["results"]})
+        partial = "" if done == configs else f" (partial: {done} of {configs} configurations)"
+        header = (f"Suite run {suite['date']} on {platform.platform()} "
+                  f"({os.cpu_count()} CPUs), {args.seeds} seeds, "
+                  f"{(time.time() - started) / 60:.1f} min{partial}; command: `{command}`")
+        md.write_text(header + "\n\n" + table + "\n")
+        write_json(js, suite)
+        written.append(done)
+        return table
+
+    try:
+        suite = run_suite(names, seeds=args.seeds, steps=args.steps, schedules=schedules,
+                          optimizers=optimizers, config=config, on_step=lambda _i: bar.update(1),
+                          on_stage=lambda s: bar.set_description(s), on_config=write)
+    except KeyboardInterrupt:
+        bar.close()
+        where = (f"the {written[-1]} of {configs} configurations finished are in {md} and {js}"
+                 if written else "no configuration had finished; nothing was written")
+        print(f"\nhpcore bench: interrupted; {where}", file=sys.stderr)
+        return 130
+    bar.close()
+    table = write(suite)
     print("\n" + table)
-    print(f"\nwrote {md} and {js} ({elapsed / 60:.1f} min)")
+    print(f"\nwrote {md} and {js} ({(time.time() - started) / 60:.1f} min)")
     return 0
 
 

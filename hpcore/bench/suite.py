@@ -119,11 +119,22 @@ def run_suite(
     config: HybridTrainerConfig | None = None,
     on_step: Callable[[int], None] | None = None,
     on_stage: Callable[[str], None] | None = None,
+    on_config: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run the suite; returns a JSON-ready dict with every seed's numbers and the medians.
-    ``optimizers`` (default: each workload's own) keeps those of a workload's optimizers."""
+    ``optimizers`` (default: each workload's own) keeps those of a workload's optimizers;
+    ``on_config`` gets the suite so far after each (workload, optimizer, schedule), so that
+    a long run interrupted keeps what it finished."""
     started = time.time()
     results: list[dict[str, Any]] = []
+
+    def suite() -> dict[str, Any]:
+        return {
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": platform.platform(), "seeds": seeds, "elapsed_s": time.time() - started,
+            "hybrid_floor": (config or HybridTrainerConfig()).floor, "results": list(results),
+        }
+
     for name in workloads:
         work = WORKLOADS[name]
         budget = steps or work.steps
@@ -166,11 +177,9 @@ def run_suite(
                         "lr_sweep": {str(k): v for k, v in finals.items()},
                         "summary": summary, "verdict": verdict(summary, m), "per_seed": per_method[m],
                     })
-    return {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": platform.platform(), "seeds": seeds, "elapsed_s": time.time() - started,
-        "hybrid_floor": (config or HybridTrainerConfig()).floor, "results": results,
-    }
+                if on_config:
+                    on_config(suite())
+    return suite()
 
 
 def _fmt_speed(v: float | None, reached: int, seeds: int) -> str:

@@ -77,7 +77,7 @@ class TestSuite:
         md = (tmp_path / "suite.md").read_text()
         for method in ("hybrid", "lookahead", "extrapolation", "control"):
             assert f"| numpy-softmax-breastcancer | adam | cosine | {method} |" in md
-        assert "command: `hpcore bench --suite" in md
+        assert "command: `hpcore bench --suite" in md and "partial" not in md
         suite = json.loads((tmp_path / "suite.json").read_text())
         assert len(suite["results"]) == 2 * 2 * 4  # optimizers x schedules x methods
         assert "The control row (the baseline with its batches one step out of line)" in md
@@ -94,6 +94,48 @@ class TestSuite:
         assert "--optimizers sgd --schedules cosine" in suite["command"]
         assert suite["hybrid_floor"] == 0.95
         assert "Hybrid trainer (default `HybridTrainerConfig()`)" in (tmp_path / "suite.md").read_text()
+
+    def test_an_interrupted_suite_keeps_the_configurations_it_finished(self, tmp_path, capsys,
+                                                                        monkeypatch):
+        """Ctrl-C in the second configuration: exit 130, and suite.md / suite.json hold the
+        first one, marked partial."""
+        from hpcore.bench import suite as suite_mod
+
+        real, calls = suite_mod.seed_result, []
+
+        def interrupting(base, other):
+            calls.append(1)
+            if len(calls) > len(suite_mod.SUITE_METHODS):  # the second configuration
+                raise KeyboardInterrupt
+            return real(base, other)
+
+        monkeypatch.setattr(suite_mod, "seed_result", interrupting)
+        rc = cli.main(["bench", "--suite", "--workloads", "numpy-softmax-breastcancer",
+                       "--optimizers", "sgd", "--steps", "50", "--seeds", "1",
+                       "--out", str(tmp_path), "--quiet"])
+        assert rc == 130
+        assert "the 1 of 2 configurations finished are in" in capsys.readouterr().err
+        suite = json.loads((tmp_path / "suite.json").read_text())
+        assert {(r["schedule"], r["method"]) for r in suite["results"]} == {
+            ("constant", m) for m in suite_mod.SUITE_METHODS}
+        md = (tmp_path / "suite.md").read_text()
+        assert "(partial: 1 of 2 configurations)" in md
+        assert "| numpy-softmax-breastcancer | sgd | constant | hybrid |" in md
+
+    def test_an_interrupt_before_any_configuration_writes_nothing(self, tmp_path, capsys,
+                                                                  monkeypatch):
+        from hpcore.bench import suite as suite_mod
+
+        def interrupting(base, other):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(suite_mod, "seed_result", interrupting)
+        rc = cli.main(["bench", "--suite", "--workloads", "numpy-softmax-breastcancer",
+                       "--optimizers", "sgd", "--schedules", "constant", "--steps", "50",
+                       "--seeds", "1", "--out", str(tmp_path), "--quiet"])
+        assert rc == 130
+        assert "no configuration had finished; nothing was written" in capsys.readouterr().err
+        assert not (tmp_path / "suite.json").exists()
 
     def test_suite_names_a_hybrid_config_other_than_the_default(self, tmp_path, capsys):
         rc = cli.main(["bench", "--suite", "--workloads", "numpy-softmax-breastcancer",
