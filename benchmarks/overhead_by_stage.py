@@ -29,15 +29,15 @@ os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
 
 from hpcore import HybridTrainerConfig
 from hpcore.bench.runner import warm_up_engine
-from hpcore.bench.workloads import WORKLOADS, compile_seconds, get_task
+from hpcore.bench.workloads import WORKLOADS, Task, compile_seconds, get_task
 
 STAGES = ((0, 1), (1, 21), (21, 100), (100, None))
 
 
-def step_times(task: object, lr: float, steps: int, seed: int, hybrid: bool) -> np.ndarray:
+def step_times(task: Task, lr: float, steps: int, seed: int, hybrid: bool) -> np.ndarray:
     """Microseconds of each step of one run; NaN where JAX compiled (as ``hpcore bench``
     leaves those steps out of the wall clock)."""
-    run = task.build(seed=seed, lr=lr, steps=steps)  # type: ignore[attr-defined]
+    run = task.build(seed=seed, lr=lr, steps=steps)
     data = run.batches()
     step = (run.make_hybrid(HybridTrainerConfig(total_steps=steps)).step if hybrid
             else run.plain_step)

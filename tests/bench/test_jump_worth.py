@@ -10,11 +10,9 @@ import numpy as np
 import pytest
 
 from hpcore import HybridTrainerConfig
-from hpcore.adapters.numpy import HybridTrainer
-from hpcore.bench.numpy_mlp import batches, load_digits_split
 from hpcore.bench.runner import Curve
+from hpcore.bench.workloads import get_task
 from hpcore.engine import HybridEngine
-from hpcore.optim import SGD
 
 pytest.importorskip("sklearn", reason="the digits data ship with scikit-learn")
 
@@ -52,30 +50,20 @@ def test_the_judge_patch_keeps_judged_jumps_and_is_undone():
     """Inside the context every judged jump is kept (no rollback), outside the engine's own
     judge is back."""
     original = HybridEngine._finish_jump
-    x, y, _, _ = load_digits_split(0)
-    w = np.zeros(64 * 10, dtype=np.float32)
-
-    def loss_and_grad(p, batch):
-        xb, yb = batch
-        z = xb @ p.reshape(64, 10)
-        z = z - z.max(1, keepdims=True)
-        e = np.exp(z)
-        prob = e / e.sum(1, keepdims=True)
-        loss = float(-np.log(prob[np.arange(len(yb)), yb] + 1e-12).mean())
-        prob[np.arange(len(yb)), yb] -= 1
-        return loss, (xb.T @ prob / len(yb)).astype(np.float32).ravel()
+    run = get_task("numpy-mlp-digits", "sgd").build(seed=0, lr=1e-3, steps=400)
+    data = run.batches()
 
     # The judge rolls back a jump whose probe loss did not fall: make every one look so.
     config = HybridTrainerConfig(floor=None, warmup_steps=20, full_steps=30, correct_steps=5,
                                  max_predict_steps=10)
     with jump_worth.judge_keeps_every_jump():
         assert HybridEngine._finish_jump is not original
-        trainer = HybridTrainer(w, loss_and_grad, SGD(lr=1e-3, momentum=0.9), config)
+        trainer = run.make_hybrid(config)
         engine = trainer.engine
         real_probe = HybridEngine._probe_loss
         engine._probe_loss = lambda: real_probe(engine) + (
             1.0 if engine.phase.value == "correct" else 0.0)
-        for batch in islice(batches(x, y, 32, 0), 400):
+        for batch in islice(data, 400):
             trainer.step(batch)
         judged = [j for j in engine.jump_records if j.reason == "judged"]
     assert HybridEngine._finish_jump is original
