@@ -1,29 +1,66 @@
-"""Checkpoint files: one ``.npz`` per checkpoint, no pickle, written atomically.
+"""Checkpoint files: one ``.npz`` per checkpoint, no pickle, written atomically, read warily.
 
-A state is a tree of dicts, lists, tuples, numbers, strings, ``None`` and arrays. Arrays are
-stored as ``.npz`` members; the rest of the tree, with references to the members, as a JSON
-document inside the same file, together with a SHA-256 of every member. Loading reads with
-``allow_pickle=False``, checks the digests and refuses anything truncated or altered.
-Writes go to a temporary file in the target folder, then ``os.replace``: a crash mid-write
-leaves the previous checkpoint as it was.
+A state is a tree of dicts, lists, tuples, numbers, strings, ``None`` and arrays. Each array is
+an uncompressed ``a<N>.npy`` member; the rest of the tree, with each member's dtype, shape and
+SHA-256, is a JSON index (member ``__meta__``), and the SHA-256 of the index's bytes is the
+member ``__digest__``, so an edit of the index or of any member is refused. Reading checks the
+zip directory, every ``.npy`` header and the index against :class:`Limits` before it reads an
+array; every refusal is a :class:`CheckpointError` that names the file and what is wrong.
+
+A write goes to ``.ckpt-tmp-<pid>-<random>.npz`` in the target's folder, is fsynced, renamed
+over the target (``os.replace``), and the folder is fsynced: a crash leaves the previous file as
+it was, and the next write or rotation in that folder removes the temporaries of dead writers.
+
+Example:
+    >>> import tempfile
+    >>> import numpy as np
+    >>> folder = tempfile.mkdtemp()
+    >>> write_checkpoint(step_path(folder, 7), {"w": np.arange(3.0), "step": 7}).name
+    'ckpt-000000007.npz'
+    >>> path, state = latest_checkpoint(folder)
+    >>> state["step"], state["w"].tolist()
+    (7, [0.0, 1.0, 2.0])
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
-import json
 import os
 import re
-import tempfile
+import secrets
+import stat
+import sys
+import threading
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
+from numpy.lib import format as npy
+
+from hpcore._log import get_logger
+from hpcore.checkpoint_format import (
+    INDEX,
+    MAX_BYTES,
+    MAX_DEPTH,
+    MAX_INDEX_BYTES,
+    MAX_MEMBERS,
+    ROOT,
+    Limits,
+    Refused,
+    TreeDecoder,
+    encode_tree,
+    index_bytes,
+    json_depth,
+    load,
+    register_codec,
+)
 
 __all__ = [
     "CheckpointError",
+    "Limits",
     "checkpoint_files",
     "decode_tree",
     "encode_tree",
@@ -35,186 +72,343 @@ __all__ = [
     "write_checkpoint",
 ]
 
-FORMAT = "hpcore-checkpoint/1"
-_META = "__meta__"
-_NAME = re.compile(r"^ckpt-(\d{9})\.npz$")
+log = get_logger(__name__)
 
-# Extra leaf types (framework tensors): name -> (is_instance, to_numpy, from_numpy).
-# ``to_numpy(x)`` returns ``(array, tag)``; ``from_numpy(array, tag)`` rebuilds the leaf (the
-# tag carries what NumPy cannot, e.g. bfloat16).
-_CODECS: dict[str, tuple[Callable[[Any], bool], Callable[[Any], tuple[np.ndarray, str]],
-                         Callable[[np.ndarray, str], Any]]] = {}
+_NAME = re.compile(r"^ckpt-(\d{9,})\.npz$")
+_TEMP = re.compile(r"^\.ckpt-tmp-(\d+)-[0-9a-f]+\.npz$")
+_OLD_TEMP = re.compile(r"^\.tmp-[a-z0-9_]{8}\.npz$")  # what hpcore 0.1's mkstemp left behind
+_EPOCH = (1980, 1, 1, 0, 0, 0)  # zip timestamps: the same state gives the same bytes
+_NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+_OPEN_FLAGS = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # opening a FIFO for reading must not wait for a writer
+_CORRUPT = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, KeyError,
+            NotImplementedError)
+# Names of the temporaries this process is writing now, so that cleanup never removes a live
+# one. Process-wide by nature (threads share the pid), hence a module global.
+_IN_FLIGHT: set[str] = set()
+_IN_FLIGHT_LOCK = threading.Lock()
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file is missing, truncated, altered or of another format."""
-
-
-def register_codec(name: str, is_instance: Callable[[Any], bool],
-                   to_numpy: Callable[[Any], tuple[np.ndarray, str]],
-                   from_numpy: Callable[[np.ndarray, str], Any]) -> None:
-    """Teach the encoder a leaf type (adapters register their framework's tensors)."""
-    _CODECS[name] = (is_instance, to_numpy, from_numpy)
-
-
-def encode_tree(tree: Any) -> tuple[Any, dict[str, np.ndarray]]:
-    """Split ``tree`` into a JSON-ready skeleton and its arrays (keyed ``a0``, ``a1``, ...)."""
-    arrays: dict[str, np.ndarray] = {}
-
-    def enc(x: Any, where: str) -> Any:
-        if x is None or isinstance(x, (bool, str)):
-            return x
-        if isinstance(x, (int, np.integer)) and not isinstance(x, bool):
-            return int(x)
-        if isinstance(x, (float, np.floating)):
-            v = float(x)
-            return v if np.isfinite(v) else {"__float__": repr(v)}
-        if isinstance(x, np.ndarray):
-            key = f"a{len(arrays)}"
-            arrays[key] = np.asarray(x, order="C")  # keeps 0-d arrays 0-d
-            return {"__array__": key}
-        if isinstance(x, dict):
-            if not all(isinstance(k, str) for k in x):
-                return {"__items__": [[enc(k, where), enc(v, f"{where}[{k!r}]")]
-                                      for k, v in x.items()]}
-            return {"__dict__": {k: enc(v, f"{where}.{k}") for k, v in x.items()}}
-        if isinstance(x, (list, tuple)):
-            tag = "__tuple__" if isinstance(x, tuple) else "__list__"
-            return {tag: [enc(v, f"{where}[{i}]") for i, v in enumerate(x)]}
-        for name, (is_inst, to_np, _) in _CODECS.items():
-            if is_inst(x):
-                key = f"a{len(arrays)}"
-                array, tag = to_np(x)
-                arrays[key] = np.asarray(array, order="C")
-                return {"__codec__": name, "key": key, "tag": tag}
-        msg = (f"cannot checkpoint {where} of type {type(x).__name__}: only arrays, numbers, "
-               f"strings, None, lists, tuples and dicts (and registered tensor types)")
-        raise TypeError(msg)
-
-    return enc(tree, "state"), arrays
+    """A checkpoint file is missing, truncated, altered, over a limit or of another format."""
 
 
 def decode_tree(skeleton: Any, arrays: dict[str, np.ndarray]) -> Any:
-    """Inverse of :func:`encode_tree`."""
-    if not isinstance(skeleton, dict):
-        return skeleton
-    if "__array__" in skeleton:
-        return arrays[skeleton["__array__"]]
-    if "__float__" in skeleton:
-        return float(skeleton["__float__"])
-    if "__dict__" in skeleton:
-        return {k: decode_tree(v, arrays) for k, v in skeleton["__dict__"].items()}
-    if "__items__" in skeleton:
-        return {decode_tree(k, arrays): decode_tree(v, arrays) for k, v in skeleton["__items__"]}
-    if "__list__" in skeleton:
-        return [decode_tree(v, arrays) for v in skeleton["__list__"]]
-    if "__tuple__" in skeleton:
-        return tuple(decode_tree(v, arrays) for v in skeleton["__tuple__"])
-    if "__codec__" in skeleton:
-        name = skeleton["__codec__"]
-        if name not in _CODECS:
-            msg = f"checkpoint holds {name!r} tensors; import the adapter that reads them first"
-            raise CheckpointError(msg)
-        return _CODECS[name][2](arrays[skeleton["key"]], skeleton["tag"])
-    msg = f"unknown checkpoint node {sorted(skeleton)!r}"
-    raise CheckpointError(msg)
+    """Inverse of :func:`encode_tree`.
 
-
-def _digest(a: np.ndarray) -> str:
-    h = hashlib.sha256()
-    h.update(f"{a.dtype.str}{a.shape}".encode())
-    h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def write_checkpoint(path: str | Path, state: Any) -> Path:
-    """Write ``state`` to ``path`` atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    skeleton, arrays = encode_tree(state)
-    meta = {"format": FORMAT, "tree": skeleton,
-            "digests": {k: _digest(v) for k, v in arrays.items()}}
-    blob = json.dumps(meta).encode()
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
+    Raises:
+        CheckpointError: a node that :func:`encode_tree` does not write, a missing or reused
+            array, an unhashable key, or tensors whose adapter is not imported.
+    """
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays, **{_META: np.frombuffer(blob, dtype=np.uint8)})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return TreeDecoder(arrays).node(skeleton, "state")
+    except Refused as exc:
+        raise CheckpointError(f"checkpoint {exc}") from exc.__cause__
+
+
+def write_checkpoint(path: str | Path, state: Any, *,
+                     make_room: Callable[[], None] | None = None) -> Path:
+    """Write ``state`` to ``path`` atomically; returns ``path``.
+
+    Stale temporaries of dead writers in the folder are removed first. A write needs room for
+    the new file next to the old one; when the device is full the temporary is removed, and
+    ``make_room`` (if given) is called once and the write tried again. Whatever ``make_room``
+    deletes is the caller's choice (deleting the only older checkpoint leaves none while the
+    new one is written).
+
+    Raises:
+        TypeError: a leaf that cannot be stored without pickle.
+        CheckpointError: ``path`` is a directory, a symlink or another non-regular file; the
+            state nests deeper or holds more than :func:`read_checkpoint` reads by default;
+            no space left on the device (the checkpoints already there are unchanged).
+    """
+    path = Path(path)
+    _check_target(path)
+    skeleton, arrays = encode_tree(state)
+    blob = index_bytes(skeleton, arrays)
+    _check_readable(path, blob, arrays)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path.parent)
+    arrays[INDEX] = np.frombuffer(blob, dtype=np.uint8)
+    arrays[ROOT] = np.frombuffer(hashlib.sha256(blob).hexdigest().encode(), dtype=np.uint8)
+    try:
+        _write_atomically(path, arrays)
+    except OSError as exc:
+        if not _no_space(exc):
+            raise
+        if make_room is None:
+            raise _no_space_error(path, arrays) from exc
+        log.warning("checkpoint_no_space", path=str(path), retry="after make_room")
+        make_room()
+        try:
+            _write_atomically(path, arrays)
+        except OSError as again:
+            if not _no_space(again):
+                raise
+            raise _no_space_error(path, arrays) from again
     return path
 
 
-def read_checkpoint(path: str | Path) -> Any:
+def _check_target(path: Path) -> None:
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        msg = (f"cannot write a checkpoint to {path}: it is a {_kind(mode)}, not a regular file; "
+               f"choose a file path")
+        raise CheckpointError(msg)
+
+
+def _check_readable(path: Path, blob: bytes, arrays: dict[str, np.ndarray]) -> None:
+    """Refuse a state the default reader would refuse; a large one is only reported."""
+    depth, members = json_depth(blob, MAX_DEPTH), len(arrays) + 2
+    problems = [
+        (depth > MAX_DEPTH, f"its index nests {depth} levels deep, more than max_depth={MAX_DEPTH}"),
+        (len(blob) > MAX_INDEX_BYTES,
+         f"its index takes {len(blob)} bytes, more than max_index_bytes={MAX_INDEX_BYTES}"),
+        (members > MAX_MEMBERS, f"it holds {members} members, more than max_members={MAX_MEMBERS}"),
+    ]
+    for too_much, problem in problems:
+        if too_much:
+            msg = f"cannot write the checkpoint {path}: {problem}; flatten or split the state"
+            raise CheckpointError(msg)
+    size = sum(a.nbytes for a in arrays.values()) + len(blob)
+    if size > MAX_BYTES:
+        log.warning("checkpoint_over_read_limit", path=str(path), bytes=size, max_bytes=MAX_BYTES)
+
+
+def _write_atomically(path: Path, members: dict[str, np.ndarray]) -> None:
+    tmp = path.parent / f".ckpt-tmp-{os.getpid()}-{secrets.token_hex(6)}.npz"
+    with _IN_FLIGHT_LOCK:
+        _IN_FLIGHT.add(tmp.name)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o666)
+        with os.fdopen(fd, "wb") as f:
+            with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+                for name, a in members.items():
+                    info = zipfile.ZipInfo(f"{name}.npy", date_time=_EPOCH)
+                    info.external_attr = 0o644 << 16
+                    with zf.open(info, "w", force_zip64=True) as member:
+                        npy.write_array(member, a, allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_folder(path.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        with _IN_FLIGHT_LOCK:
+            _IN_FLIGHT.discard(tmp.name)
+
+
+def _fsync_folder(folder: Path) -> None:
+    if not hasattr(os, "O_DIRECTORY"):  # Windows cannot open a folder; NTFS journals the rename
+        return
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _no_space(exc: BaseException | None) -> bool:
+    """Whether ``exc``, or an error it was raised while handling, is a full device."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in _NO_SPACE:
+            return True
+        exc = exc.__context__
+    return False
+
+
+def _no_space_error(path: Path, arrays: dict[str, np.ndarray]) -> CheckpointError:
+    size = sum(a.nbytes for a in arrays.values())
+    msg = (f"no space left on the device to write {path} (about {size} bytes); the temporary file "
+           f"is removed and the checkpoints already there are unchanged; free some space or "
+           f"keep fewer checkpoints, then save again")
+    return CheckpointError(msg)
+
+
+def _remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporaries of writers that died (kill -9) in ``folder``; returns them."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    removed = []
+    for entry in entries:
+        own = _TEMP.match(entry.name)
+        if not (own or _OLD_TEMP.match(entry.name)) or not entry.is_file(follow_symlinks=False):
+            continue
+        pid = int(own.group(1)) if own else None
+        if pid == os.getpid():
+            with _IN_FLIGHT_LOCK:
+                if entry.name in _IN_FLIGHT:
+                    continue
+        elif pid is not None and _pid_alive(pid):
+            continue
+        try:
+            os.unlink(entry.path)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log.warning("checkpoint_temp_not_removed", path=entry.path, reason=str(exc))
+            continue
+        log.info("checkpoint_temp_removed", path=entry.path, pid=pid)
+        removed.append(Path(entry.path))
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    if sys.platform == "win32":  # os.kill(pid, 0) would end the process there: keep its files
+        return True
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return pid > 0  # 0 names our own process group
+
+
+def read_checkpoint(path: str | Path, *, max_bytes: int = MAX_BYTES, max_members: int = MAX_MEMBERS,
+                    max_index_bytes: int = MAX_INDEX_BYTES, max_depth: int = MAX_DEPTH) -> Any:
     """Read a checkpoint written by :func:`write_checkpoint`; never unpickles.
 
+    Args:
+        path: the file; a symlink must resolve inside its own folder.
+        max_bytes: the most bytes all members may hold (checked before anything is read).
+        max_members: the most zip members (arrays, plus the index and its digest).
+        max_index_bytes: the most bytes of the JSON index.
+        max_depth: the deepest nesting of the JSON index.
+
     Raises:
-        CheckpointError: the file is missing, truncated, altered or not a checkpoint.
+        CheckpointError: the file is missing, not a regular file, a symlink out of its folder,
+            truncated, altered, over a limit, or not a checkpoint of this format.
     """
-    path = Path(path)
-    if not path.is_file():
-        msg = f"no checkpoint at {path}"
-        raise CheckpointError(msg)
+    return _read(Path(path), Limits(max_bytes, max_members, max_index_bytes, max_depth))
+
+
+def _read(path: Path, limits: Limits) -> Any:
+    f, size = _open_regular(path)
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if _META not in z.files:
-                msg = f"{path} is not an hpcore checkpoint (no {_META} member)"
-                raise CheckpointError(msg)
-            meta = json.loads(z[_META].tobytes().decode())
-            arrays = {k: z[k] for k in z.files if k != _META}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError,
-            json.JSONDecodeError) as exc:
-        if isinstance(exc, CheckpointError):
-            raise
+        with f, zipfile.ZipFile(f) as zf:
+            return load(zf, size, limits)
+    except Refused as exc:
+        raise CheckpointError(f"checkpoint {path} {exc}") from exc.__cause__
+    except _CORRUPT as exc:
         msg = f"checkpoint {path} is truncated or corrupted ({type(exc).__name__}: {exc})"
         raise CheckpointError(msg) from exc
-    if meta.get("format") != FORMAT:
-        msg = f"{path} has format {meta.get('format')!r}, expected {FORMAT!r}"
-        raise CheckpointError(msg)
-    digests = meta.get("digests", {})
-    if set(digests) != set(arrays):
-        msg = f"checkpoint {path} is incomplete: its members do not match its index"
-        raise CheckpointError(msg)
-    for k, a in arrays.items():
-        if _digest(a) != digests[k]:
-            msg = f"checkpoint {path} is corrupted: member {k} fails its SHA-256 check"
+
+
+def _open_regular(path: Path) -> tuple[IO[bytes], int]:
+    """``path`` opened for reading, with its size; refuses what is not a regular file."""
+    real = os.path.realpath(path)
+    if path.is_symlink():
+        folder = Path(os.path.realpath(path.parent))
+        if not Path(real).is_relative_to(folder):
+            msg = f"checkpoint {path} is refused: it is a symlink to {real}, outside its folder {folder}"
             raise CheckpointError(msg)
-    return decode_tree(meta["tree"], arrays)
+    try:
+        fd = os.open(real, os.O_RDONLY | _OPEN_FLAGS | _NONBLOCK)
+    except FileNotFoundError:
+        msg = f"no checkpoint at {path}"
+        raise CheckpointError(msg) from None
+    except OSError as exc:
+        msg = f"cannot open the checkpoint {path}: {exc.strerror or exc}"
+        raise CheckpointError(msg) from exc
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        msg = f"checkpoint {path} is refused: it is a {_kind(st.st_mode)}, not a regular file"
+        raise CheckpointError(msg)
+    return os.fdopen(fd, "rb"), st.st_size
+
+
+def _kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "directory"), (stat.S_ISLNK, "symlink"), (stat.S_ISCHR, "character device"),
+             (stat.S_ISBLK, "block device"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"))
+    return next((name for test, name in kinds if test(mode)), "special file")
 
 
 def checkpoint_files(folder: str | Path) -> list[Path]:
-    """``ckpt-<step>.npz`` files in ``folder``, oldest step first."""
-    folder = Path(folder)
-    if not folder.is_dir():
+    """The regular ``ckpt-<step>.npz`` files in ``folder``, oldest step first.
+
+    Symlinks, folders and other non-regular entries are ignored, whatever their name.
+    """
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
         return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
+    found = [(int(m.group(1)), Path(folder) / e.name) for e in entries
+             if (m := _NAME.match(e.name)) and e.is_file(follow_symlinks=False)]
     return [p for _, p in sorted(found)]
 
 
-def rotate(folder: str | Path, keep_last_n: int) -> list[Path]:
-    """Delete all but the newest ``keep_last_n`` checkpoints; returns the deleted paths."""
+def rotate(folder: str | Path, keep_last_n: int, **limits: int) -> list[Path]:
+    """Delete all but the newest ``keep_last_n`` checkpoints; returns the deleted paths.
+
+    The newest checkpoint that passes every check (``limits``: those of
+    :func:`read_checkpoint`) is never deleted, however many newer damaged files there are; if
+    none passes, nothing is deleted. Stale temporaries of dead writers go too; symlinks and
+    non-regular files are never touched.
+
+    Raises:
+        ValueError: ``keep_last_n`` is not an int >= 0.
+    """
+    if isinstance(keep_last_n, bool) or not isinstance(keep_last_n, int) or keep_last_n < 0:
+        msg = f"'keep_last_n' must be an int >= 0 (got {keep_last_n!r})"
+        raise ValueError(msg)
+    checked = Limits(**limits)
+    _remove_stale_temporaries(Path(folder))
     files = checkpoint_files(folder)
     doomed = files[: max(len(files) - keep_last_n, 0)]
+    if not doomed:
+        return []
+    newest = _newest_valid(files, checked, [])
+    if newest is None:
+        log.warning("checkpoint_rotation_skipped", folder=str(folder), reason="no valid checkpoint")
+        return []
+    deleted = []
     for p in doomed:
-        p.unlink(missing_ok=True)
-    return doomed
+        if p != newest[0] and p.is_file() and not p.is_symlink():
+            p.unlink(missing_ok=True)
+            deleted.append(p)
+    return deleted
 
 
-def latest_checkpoint(folder: str | Path) -> tuple[Path, Any]:
-    """The newest checkpoint in ``folder`` that reads cleanly, and its state.
-
-    A corrupted newest file is skipped (with its error kept in the message if none reads).
-    """
-    errors = []
-    for p in reversed(checkpoint_files(folder)):
+def _newest_valid(files: list[Path], limits: Limits, skipped: list[str]) -> tuple[Path, Any] | None:
+    for p in reversed(files):
         try:
-            return p, read_checkpoint(p)
+            return p, _read(p, limits)
         except CheckpointError as exc:
-            errors.append(str(exc))
-    msg = f"no readable checkpoint in {folder}" + (f": {'; '.join(errors)}" if errors else "")
+            log.warning("checkpoint_skipped", path=str(p), reason=str(exc))
+            skipped.append(str(exc))
+    return None
+
+
+def latest_checkpoint(folder: str | Path, **limits: int) -> tuple[Path, Any]:
+    """The newest checkpoint in ``folder`` that passes every check, and its state.
+
+    Each newer file that fails is skipped with a ``checkpoint_skipped`` event (path, reason).
+    ``limits`` are those of :func:`read_checkpoint`.
+
+    Raises:
+        CheckpointError: no folder, no checkpoint in it, or none passes (each named, with why).
+    """
+    checked = Limits(**limits)
+    if not Path(folder).is_dir():
+        msg = f"no checkpoint folder at {folder}"
+        raise CheckpointError(msg)
+    skipped: list[str] = []
+    found = _newest_valid(checkpoint_files(folder), checked, skipped)
+    if found is not None:
+        return found
+    if not skipped:
+        msg = f"no checkpoint in {folder} (no ckpt-<step>.npz files)"
+        raise CheckpointError(msg)
+    msg = f"no readable checkpoint in {folder}: {'; '.join(skipped)}"
     raise CheckpointError(msg)
 
 

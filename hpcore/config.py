@@ -79,7 +79,7 @@ class LinearConfig:
         shrink: factor applied to the extrapolated drift; 1.0 follows the line.
     """
 
-    window: int = attrs.field(default=8, validator=_int_at_least(2))
+    window: int = attrs.field(default=10, validator=_int_at_least(2))
     shrink: float = attrs.field(default=1.0, validator=_float_in(0.0, 2.0, lo_open=True))
 
 
@@ -187,16 +187,6 @@ class DivergenceConfig:
             ``exp(-gap / (gap_zscore * gap_decay))``: a probe ``gap_zscore * gap_decay``
             deviations above the trend's promise divides it by e. Below
             ``confidence_threshold`` the jump ends at its best checked point.
-        dormant_check_interval: while the engine is dormant, every this many steps get the
-            whole guard (gradient norm, the baselines' update, the parameters' check where
-            due); the steps between, on a port that offers a lean step, check only that the
-            loss is finite and below the warning z-score. 1 guards every dormant step fully
-            (a gradient spike is then seen on the step it happens, not up to this many
-            steps later). ``None`` (default): chosen from the measured cost, the smallest
-            interval (2 to 128) at which the guarded steps' extra time is at most 1% of the
-            dormant steps' time, first chosen once 2 guarded and 8 lean steps have been
-            timed, re-chosen at each fallback refresh; 8 until then, and always with
-            ``cost_model="steps"``.
     """
 
     critical_zscore: float = attrs.field(default=12.0, validator=_float_in(0.0, 1e9, lo_open=True))
@@ -209,8 +199,7 @@ class DivergenceConfig:
     oscillation_fraction: float = attrs.field(default=0.9, validator=_float_in(0.0, 1.0))
     gap_zscore: float = attrs.field(default=3.0, validator=_float_in(0.0, 1e9, lo_open=True))
     gap_decay: float = attrs.field(default=3.0, validator=_float_in(0.0, 1e9, lo_open=True))
-    dormant_check_interval: int | None = attrs.field(
-        default=None, validator=_optional(_int_at_least(1)))
+
 
     def __attrs_post_init__(self) -> None:
         if self.grad_critical_ratio < self.grad_explosion_ratio:
@@ -262,72 +251,63 @@ def _instance(cls: type) -> Any:
 
 @attrs.frozen
 class HybridTrainerConfig:
-    """Everything the phase machine decides with (DESIGN section 4).
+    """Everything the controller decides with (DESIGN section 4); every count is in steps.
+
+    The defaults are the measured cadence of DESIGN section 2: a line through the last 10 EMA
+    snapshots taken 40 steps apart, jumps of up to 100 steps, 100 full steps between jumps.
 
     Attributes:
-        warmup_steps: full steps before anything is predicted.
-        full_steps: full steps between two Predict phases (and forced after a critical event).
+        warmup_steps: full steps before anything is predicted (the history also has to fill:
+            ``window * snapshot_interval`` observed steps before the first jump).
+        full_steps: full steps from the end of a Correct phase to the next decision point
+            (a decision point with no jump waits this many steps for the next one).
         max_predict_steps: longest Predict phase (the horizon of a jump), in steps.
         correct_steps: full steps after a jump before it is judged.
         confidence_threshold: a jump is taken only when the predictor's confidence reaches it.
         divergence_threshold: loss z-score that counts as a warning (ends a Predict phase).
         history_size: snapshots of the slow trajectory kept in the ring.
-        snapshot_interval: steps between two snapshots.
-        snapshot_ema: decay of the per-step moving average the snapshots are taken of;
+        snapshot_interval: observed full steps between two snapshots.
+        snapshot_ema: per-step decay of the moving average the snapshots are taken of;
             ``None`` snapshots raw parameters.
-        check_interval: predicted steps between two forward-only probe checks.
-        probe_batches: batches a probe loss is averaged over: the batch of the jump's first
-            predicted step and the first ones of the Full phase before it (the last ones read
-            low: the model was just fitted to them). One batch's loss is too noisy to judge a
-            jump by; each check costs this many forward passes.
-        rollback_tolerance: relative rise of the probe loss over its pre-jump value that ends
-            a Predict phase at once (a transient rise below it is allowed: jumps are judged
-            after the Correct phase).
+        check_interval: predicted steps between two probe checks (only with a ``probe``).
+        rollback_tolerance: relative rise of a probe loss over its pre-jump value that ends
+            a Predict phase at its best checked point.
         collect_metrics: keep a record of every jump for ``export_metrics``.
         seed: seeds the engine's own randomness.
-        horizon_policy: who picks each jump's horizon: ``"linucb"`` (a contextual bandit
-            whose arms include no jump and a jump to the averaged point) or ``"doubling"``
-            (double after a jump that paid, halve and back off after one that did not).
+        horizon_policy: who picks each jump's horizon: ``"doubling"`` (double after a jump
+            that paid, halve and sit out after one that did not) or ``"linucb"`` (a contextual
+            bandit whose arms include no jump and a jump to the averaged point).
         bandit_alpha: exploration bonus of the LinUCB policy.
         residual_capacity: judged jumps remembered by the residual store, which scales
             each parameter group's forecast by how far past jumps really went (0: off).
         residual_temperature: softmax temperature of the store's state similarity.
-        cost_model: what a judged jump is charged before the horizon policy learns from it.
-            ``"wall"``: the engine's own time since the cycle began (bookkeeping, probes) in
-            units of the measured full-step time, so that jumps which save backward passes
-            but not wall-clock make the policy back off (decisions then depend on timing;
-            under DDP the charge is averaged over ranks). ``"steps"``: nothing (decisions
-            depend only on losses: reproducible run to run).
         total_steps: the run's length, when known: no jump starts that cannot be judged by
-            then, and the floor's slack is the whole run's (see ``floor``).
-        floor: share of the plain loop's progress per unit of time the run must keep (the
-            floor guard, :class:`hpcore.floor.FloorGuard`): a jump starts only when the
-            slack ``1 - floor`` of the steps so far (of the whole run with ``total_steps``),
-            plus what earlier jumps gained, less the engine's own time so far (with
-            ``cost_model="wall"``; with ``total_steps`` the rest of the run's is reserved),
-            covers the jump's worst case (its Correct steps and probes lost to a rollback);
-            otherwise the engine sits out, dormant (from the first step until a decision point
-            could afford a jump). With the defaults and no overhead counted the first jump is
-            affordable after ``correct_steps / (1 - floor)`` = 800 steps (from the first
-            decision point with a ``total_steps`` of 800 or more). ``None`` turns the guard
-            off.
+            then, the history is not kept after the last chance to jump, and the floor's
+            slack is the whole run's from the first step.
+        floor: share of the plain loop's progress the run must keep (the floor guard,
+            :mod:`hpcore.floor`, a ledger in full steps): a jump starts only when ``1 - floor``
+            of the steps so far (of ``total_steps`` when known), plus what kept jumps gained,
+            less what jumps cost, covers the jump's worst case (its Correct steps and probes
+            lost to a rollback). Without ``total_steps`` the first jump waits until
+            ``correct_steps / (1 - floor)`` steps (1,000 with the defaults). ``None`` turns
+            the guard off.
+        probe_cost: what one probe (a forward-only loss) costs the ledger, in full steps.
     """
 
-    warmup_steps: int = attrs.field(default=100, validator=_int_at_least(0))
-    full_steps: int = attrs.field(default=100, validator=_int_at_least(1))
+    warmup_steps: int = attrs.field(default=0, validator=_int_at_least(0))
+    full_steps: int = attrs.field(default=50, validator=_int_at_least(1))
     max_predict_steps: int = attrs.field(default=100, validator=_int_at_least(1))
-    correct_steps: int = attrs.field(default=40, validator=_int_at_least(1))
+    correct_steps: int = attrs.field(default=50, validator=_int_at_least(1))
     confidence_threshold: float = attrs.field(default=0.3, validator=_float_in(0.0, 1.0))
     divergence_threshold: float = attrs.field(
         default=6.0, validator=_float_in(0.0, 1e9, lo_open=True)
     )
-    history_size: int = attrs.field(default=8, validator=_int_at_least(2))
-    snapshot_interval: int = attrs.field(default=10, validator=_int_at_least(1))
+    history_size: int = attrs.field(default=10, validator=_int_at_least(2))
+    snapshot_interval: int = attrs.field(default=40, validator=_int_at_least(1))
     snapshot_ema: float | None = attrs.field(
-        default=0.9, validator=_optional(_float_in(0.0, 1.0, hi_open=True))
+        default=0.95, validator=_optional(_float_in(0.0, 1.0, hi_open=True))
     )
-    check_interval: int = attrs.field(default=20, validator=_int_at_least(1))
-    probe_batches: int = attrs.field(default=4, validator=_int_at_least(1))
+    check_interval: int = attrs.field(default=25, validator=_int_at_least(1))
     rollback_tolerance: float = attrs.field(default=0.5, validator=_float_in(0.0, 1e9))
     collect_metrics: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
     seed: int = attrs.field(default=0, validator=_int_at_least(0))
@@ -337,9 +317,10 @@ class HybridTrainerConfig:
     residual_temperature: float = attrs.field(
         default=0.2, validator=_float_in(0.0, 100.0, lo_open=True)
     )
-    cost_model: str = attrs.field(default="wall", validator=_one_of("wall", "steps"))
     total_steps: int | None = attrs.field(default=None, validator=_optional(_int_at_least(1)))
-    floor: float | None = attrs.field(default=0.95, validator=_optional(_float_in(0.0, 1.0)))
+    floor: float | None = attrs.field(default=0.95, validator=_optional(_float_in(0.0, 1.0,
+                                                                                  hi_open=True)))
+    probe_cost: float = attrs.field(default=0.35, validator=_float_in(0.0, 1e6))
     predictor: PredictorConfig = attrs.field(factory=LinearConfig, validator=_predictor_check)
     divergence: DivergenceConfig = attrs.field(
         factory=DivergenceConfig, validator=_instance(DivergenceConfig)

@@ -1,8 +1,10 @@
 """The snapshot history of the slow, averaged trajectory (DESIGN section 5).
 
-Per full step one fused kernel pass advances the moving average and returns the update
-statistics; every ``snapshot_interval`` steps the average enters a ring of ``history_size``
-snapshots. Memory: ``(history_size + 3) * N`` floats.
+Per observed full step one fused kernel pass advances the moving average and checks the
+parameters for non-finite values; every ``snapshot_interval`` observed steps the average
+enters a ring of ``history_size`` snapshots. A kept jump shifts every stored snapshot by its
+displacement, so the ring stays the real-step trajectory with the jumps taken out. Memory:
+``(history_size + 1) * N`` floats.
 """
 
 from __future__ import annotations
@@ -10,24 +12,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import attrs
 import numpy as np
 
 from hpcore import kernels
 
-__all__ = ["SnapshotHistory", "UpdateStats"]
+__all__ = ["SnapshotHistory", "successive_moves"]
 
-
-@attrs.frozen
-class UpdateStats:
-    """What a full step's bookkeeping saw: at a snapshot, the norm of the move since the last
-    snapshot and its cosine with the move before (``nan`` between snapshots), and always the
-    number of non-finite parameters."""
-
-    norm: float
-    cosine: float
-    nonfinite: int
-    snapshot: bool = False  # a snapshot entered the ring with this step
+_CHUNK = 1 << 16  # coordinates per chunk of the float64 statistics (bounded temporaries)
 
 
 class SnapshotHistory:
@@ -36,7 +27,7 @@ class SnapshotHistory:
     Args:
         theta: the live parameter vector (only read).
         history_size: ring capacity C.
-        snapshot_interval: steps between snapshots.
+        snapshot_interval: observed steps between snapshots.
         ema_decay: per-step decay of the average; ``None`` snapshots raw ``theta``.
     """
 
@@ -44,46 +35,36 @@ class SnapshotHistory:
         self, theta: Any, history_size: int, snapshot_interval: int, ema_decay: float | None
     ) -> None:
         xp = kernels.get_array_module(theta)
-        n = theta.shape[0]
         self.interval = snapshot_interval
         self.beta = 0.0 if ema_decay is None else float(ema_decay)
         self.ema = xp.array(theta, copy=True)  # (N,) float32 moving average
-        self.prev = xp.array(theta, copy=True)  # (N,) theta at the previous snapshot
-        self.prev_update = xp.zeros_like(theta)  # (N,) move between the two snapshots before
-        self.ring = xp.zeros((history_size, n), dtype=theta.dtype)  # (C, N) snapshots
-        self.times = np.zeros(history_size, dtype=np.float64)  # (C,) step of each snapshot
+        self.ring = xp.zeros((history_size, theta.shape[0]), dtype=theta.dtype)  # (C, N)
+        self.times = np.zeros(history_size, dtype=np.float64)  # (C,) clock of each snapshot
         self.count = 0  # valid snapshots since the last restart
         self.head = 0  # next slot to write
-        self.clock = 0  # full steps observed since the last restart
+        self.clock = 0  # observed steps since the last restart
 
     @property
     def lag(self) -> float:
         """Steps by which the moving average trails ``theta`` (``beta / (1 - beta)``)."""
         return self.beta / (1.0 - self.beta)
 
-    def observe(self, theta: Any) -> UpdateStats:
-        """After a full step: advance the average; every ``interval`` steps also take the
-        update statistics (of the move since the last snapshot) and push a snapshot.
+    def observe(self, theta: Any, snapshot: bool) -> tuple[int, bool]:
+        """After a full step: advance the average (and push a snapshot when ``snapshot``).
 
-        Between snapshots only the average moves and ``theta`` is checked for non-finite
-        values (two element-wise passes and a dot product instead of nine passes); the
-        statistics of those steps are ``nan``.
+        Returns the number of non-finite parameters and whether a snapshot entered the ring
+        (never one of a non-finite average).
         """
         self.clock += 1
-        if self.clock % self.interval:
-            sq = kernels.ema_update(theta, self.ema, self.beta)
-            nonfinite = 0 if math.isfinite(sq) else max(kernels.vector_stats(theta)[2], 1)
-            return UpdateStats(math.nan, math.nan, nonfinite, False)
-        norm, cos, nonfinite = kernels.ema_update_stats(
-            theta, self.prev, self.prev_update, self.ema, self.beta
-        )
-        snapshot = nonfinite == 0
-        if snapshot:
-            kernels.copy(self.ring[self.head], self.ema)
-            self.times[self.head] = self.clock
-            self.head = (self.head + 1) % self.ring.shape[0]
-            self.count = min(self.count + 1, self.ring.shape[0])
-        return UpdateStats(norm, cos, nonfinite, snapshot)
+        sq = kernels.ema_update(theta, self.ema, self.beta)
+        nonfinite = 0 if math.isfinite(sq) else max(kernels.vector_stats(theta)[2], 1)
+        if not snapshot or nonfinite:
+            return nonfinite, False
+        kernels.copy(self.ring[self.head], self.ema)
+        self.times[self.head] = self.clock
+        self.head = (self.head + 1) % self.ring.shape[0]
+        self.count = min(self.count + 1, self.ring.shape[0])
+        return 0, True
 
     def window(self, size: int) -> tuple[np.ndarray, np.ndarray]:
         """Slots and times of the ``size`` most recent snapshots, oldest first."""
@@ -92,11 +73,54 @@ class SnapshotHistory:
         slots = np.array([(self.head - size + i) % c for i in range(size)], dtype=np.int64)
         return slots, self.times[slots]
 
+    def shift(self, direction: Any, scale: float) -> None:
+        """Move the average and every stored snapshot by ``scale * direction`` (a kept jump)."""
+        kernels.shift(self.ema, direction, scale)
+        for slot in self.window(self.count)[0]:
+            kernels.shift(self.ring[slot], direction, scale)
+
+    def drop(self, newest: int, clock: int) -> None:
+        """Forget the ``newest`` snapshots and go back to ``clock`` (a rolled-back jump)."""
+        newest = min(newest, self.count)
+        self.head = (self.head - newest) % self.ring.shape[0]
+        self.count -= newest
+        self.clock = clock
+
     def restart(self, theta: Any) -> None:
-        """Start a new trajectory at ``theta`` (after a jump or a rollback): empty ring."""
+        """Start a new trajectory at ``theta``: the average at ``theta``, an empty ring."""
         kernels.copy(self.ema, theta)
-        kernels.copy(self.prev, theta)
-        self.prev_update[...] = 0
         self.count = 0
         self.head = 0
         self.clock = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"ema": self.ema, "ring": self.ring, "times": self.times, "count": self.count,
+                "head": self.head, "clock": self.clock}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        kernels.copy(self.ema, state["ema"])
+        kernels.copy(self.ring, state["ring"])
+        self.times[...] = state["times"]
+        self.count, self.head, self.clock = int(state["count"]), int(state["head"]), int(state["clock"])
+
+
+def successive_moves(history: SnapshotHistory) -> tuple[float, float]:
+    """Norm of the move between the two newest snapshots and its cosine with the move before
+    (``nan`` until there are enough snapshots); float64 sums over bounded chunks."""
+    slots, _ = history.window(3)
+    if len(slots) < 2:
+        return math.nan, math.nan
+    ring = history.ring
+    xp = kernels.get_array_module(ring)
+    nn = pp = dot = 0.0
+    for lo in range(0, ring.shape[1], _CHUNK):
+        a = ring[slots[-1], lo:lo + _CHUNK].astype(xp.float64)
+        b = ring[slots[-2], lo:lo + _CHUNK].astype(xp.float64)
+        u = a - b
+        nn += float(u @ u)
+        if len(slots) == 3:
+            v = b - ring[slots[0], lo:lo + _CHUNK].astype(xp.float64)
+            pp += float(v @ v)
+            dot += float(u @ v)
+    cos = dot / math.sqrt(nn * pp) if nn > 0 and pp > 0 else math.nan
+    return math.sqrt(nn), cos

@@ -1,79 +1,86 @@
-"""The baseline's loss curve, fitted on full-phase losses, to judge jumps against (DESIGN section 4)."""
+"""The baseline's loss trend, to judge jumps against (DESIGN section 7), as pure functions.
+
+A least-squares line through the most recent ``(full step, loss)`` points of undisturbed full
+steps (Warmup and Full, not Correct). Time is counted in full steps (backward passes), the
+baseline's own unit. A kept jump re-levels the stored points by what it gained, so the line
+stays the real-step trend with the jumps taken out, like the snapshot ring.
+"""
 
 from __future__ import annotations
 
 import math
-from collections import deque
 
+import attrs
 import numpy as np
 
-__all__ = ["LossTrend"]
+__all__ = ["TrendFit", "TrendState", "add", "fit", "relevel"]
 
 
-class LossTrend:
-    """Least-squares line through the most recent full-phase ``(step, loss)`` points.
+@attrs.frozen
+class TrendState:
+    """The points of the line: ``steps[i]`` (full-step time) and ``losses[i]``, oldest first."""
 
-    Only losses of undisturbed full steps enter (Warmup and Full, not Correct), so the
-    slope says how fast the plain optimizer was making progress before a jump.
+    window: int  # most points kept
+    steps: tuple[float, ...] = ()
+    losses: tuple[float, ...] = ()
+
+
+@attrs.frozen
+class TrendFit:
+    """The fitted line: ``level`` at step ``at``, ``slope`` per full step and its standard
+    error ``slope_se``, and ``noise``, the residual deviation of one loss about the line."""
+
+    at: float
+    level: float
+    slope: float
+    slope_se: float
+    noise: float
+
+    @property
+    def significant(self) -> bool:
+        """Progress the noise cannot explain: the slope is two standard errors below zero."""
+        return self.slope < -2.0 * self.slope_se
+
+    def value(self, step: float) -> float:
+        """The line's loss at full step ``step``."""
+        return self.level + self.slope * (step - self.at)
+
+
+def add(state: TrendState, step: float, loss: float) -> TrendState:
+    """``state`` with the point ``(step, loss)`` appended (the oldest dropped past ``window``)."""
+    keep = state.window - 1
+    return attrs.evolve(state, steps=(*state.steps[-keep:], float(step)),
+                        losses=(*state.losses[-keep:], float(loss)))
+
+
+def relevel(state: TrendState, delta: float) -> TrendState:
+    """Every stored loss moved by ``delta`` (a kept jump lowered the level by ``-delta``)."""
+    return attrs.evolve(state, losses=tuple(v + delta for v in state.losses))
+
+
+def fit(state: TrendState) -> TrendFit | None:
+    """The least-squares line through the points, at the newest one; ``None`` below 3 points.
+
+    Example:
+        >>> s = TrendState(window=10)
+        >>> for t in range(5):
+        ...     s = add(s, t, 10.0 - t)
+        >>> f = fit(s)
+        >>> round(f.slope, 6), round(f.value(6), 6)
+        (-1.0, 4.0)
     """
-
-    def __init__(self, window: int) -> None:
-        self._steps: deque[float] = deque(maxlen=window)  # trajectory step of each loss
-        self._losses: deque[float] = deque(maxlen=window)
-
-    def __len__(self) -> int:
-        return len(self._losses)
-
-    def add(self, step: float, loss: float) -> None:
-        """Record the loss of a full step."""
-        self._steps.append(float(step))
-        self._losses.append(float(loss))
-
-    def clear(self) -> None:
-        """Forget every point (the run was put back to an earlier state)."""
-        self._steps.clear()
-        self._losses.clear()
-
-    def slope(self) -> float:
-        """Loss change per full step (negative while training makes progress); 0 if unknown."""
-        return self._fit()[0]
-
-    def _fit(self) -> tuple[float, float]:
-        """Least-squares slope and its standard error (``(0, inf)`` if unknown)."""
-        if len(self._losses) < 3:
-            return 0.0, math.inf
-        t = np.asarray(self._steps)
-        y = np.asarray(self._losses)
-        tc = t - t.mean()
-        denom = float(tc @ tc)
-        if denom <= 0:
-            return 0.0, math.inf
-        slope = float(tc @ (y - y.mean()) / denom)
-        resid = y - y.mean() - slope * tc
-        se = math.sqrt(float(resid @ resid) / max(len(y) - 2, 1) / denom)
-        return slope, se
-
-    def steps_gained(self, loss_before: float, loss_after: float, steps_spent: int) -> float:
-        """Steps ahead of the baseline after spending ``steps_spent`` full steps.
-
-        The baseline would have lowered the loss by ``-slope * steps_spent``; each unit of
-        loss beyond that is worth ``1 / -slope`` steps. Without measurable progress (a slope
-        not two standard errors below zero) the answer is +/- ``steps_spent`` by the sign
-        of the change.
-        """
-        drop = loss_before - loss_after
-        slope, se = self._fit()
-        if not slope < -2.0 * se:  # no progress the noise cannot explain: no rate to divide by
-            return float(steps_spent) if drop > 0 else -float(steps_spent)
-        return drop / -slope - steps_spent
-
-    def steps_gained_at_least(self, loss_before: float, loss_after: float,
-                              steps_spent: int) -> float:
-        """A lower bound of :meth:`steps_gained` for a jump that was kept: the drop valued
-        at the fastest progress the fit allows (slope two standard errors steeper), and
-        nothing gained where no progress is measurable (the trend cannot price a drop)."""
-        drop = loss_before - loss_after
-        slope, se = self._fit()
-        if not slope < -2.0 * se:
-            return 0.0 if drop >= 0 else -float(steps_spent)
-        return drop / (-slope + 2.0 * se) - steps_spent
+    if len(state.losses) < 3:
+        return None
+    t = np.asarray(state.steps)
+    y = np.asarray(state.losses)
+    tc = t - t.mean()
+    denom = float(tc @ tc)
+    if denom <= 0:
+        return None
+    slope = float(tc @ (y - y.mean()) / denom)
+    resid = y - y.mean() - slope * tc
+    var = float(resid @ resid) / max(len(y) - 2, 1)
+    at = float(t[-1])
+    level = float(y.mean() + slope * (at - t.mean()))
+    return TrendFit(at=at, level=level, slope=slope, slope_se=math.sqrt(var / denom),
+                    noise=math.sqrt(var))

@@ -3,6 +3,8 @@
 The engine calls the functions re-exported here, never a twin directly; ``use`` forces a
 backend for tests and benchmarks. Numba twins compile on their first call (and are cached
 on disk); ``numba.cuda`` and ``cupy`` are imported only when a GPU twin first runs.
+Numba's threads follow the framework's (``follow_framework_threads``), applied before the
+first Numba twin runs.
 """
 
 from ._dispatch import (
@@ -15,7 +17,8 @@ from ._dispatch import (
     to_host,
     use,
 )
-from .history import axpy_path, copy, ema_update, ema_update_stats, lincomb, trend_r2
+from ._threads import follow_framework_threads, numba_threads
+from .history import axpy_path, copy, ema_update, ema_update_stats, lincomb, shift, trend_r2
 from .linucb import linucb_scores, linucb_update
 from .nowcast import (
     GRUWeights,
@@ -40,6 +43,7 @@ __all__ = [
     "copy",
     "ema_update",
     "ema_update_stats",
+    "follow_framework_threads",
     "get_array_module",
     "gru_backward",
     "gru_forward",
@@ -51,10 +55,12 @@ __all__ = [
     "lookup",
     "mlp_backward",
     "mlp_forward",
+    "numba_threads",
     "register",
     "registered",
     "residual_correct",
     "residual_weights",
+    "shift",
     "start_up_seconds",
     "to_host",
     "trend_r2",

@@ -569,3 +569,32 @@ def copy(dst: Any, src: Any) -> None:
 def trend_r2(ring: Any, centred_times: Any) -> tuple[float, float]:
     """Dispatching entry point of :func:`trend_r2_ref`."""
     return dispatch("trend_r2", ring)(ring, centred_times)
+
+
+# ---------------------------------------------------------------------------------------------
+# shift: a kept jump moves every stored snapshot (and the average) by its displacement.
+
+
+@register("shift", "numpy")
+@register("shift", "cupy")
+def shift_xp(x: Any, direction: Any, scale: float) -> None:
+    """``x += scale * direction`` in place (NumPy and CuPy alike; one temporary of x's size)."""
+    x += direction * x.dtype.type(scale)
+
+
+@numba.njit(**_NJIT)
+def _shift_loop(x, direction, scale):  # pragma: no cover - jitted
+    for i in numba.prange(x.size):
+        x[i] = x[i] + scale * direction[i]
+
+
+@register("shift", "numba")
+def shift_numba(x: np.ndarray, direction: np.ndarray, scale: float) -> None:
+    """Numba twin of :func:`shift_xp` (no temporary; ``scale`` rounded to x's dtype first, so
+    the result is bit-identical to the reference)."""
+    _shift_loop(x, direction, x.dtype.type(scale))
+
+
+def shift(x: Any, direction: Any, scale: float) -> None:
+    """``x += scale * direction`` through the dispatch (snapshot shift by a kept jump)."""
+    dispatch("shift", x)(x, direction, scale)

@@ -1,0 +1,415 @@
+"""The controller: every decision of the hybrid trainer, one pure state machine over scalars.
+
+In the shape of optax (DESIGN section 4): ``Controller(config, ...).init()`` gives a
+:class:`ControllerState`, and ``update(state, observation)`` gives the next state and the
+:class:`Action` the trajectory and the wrapper carry out. It reads no clock and holds no
+array of the model's size: identical losses give identical decisions, so a run is
+reproducible and a resume is bit-exact. Two kinds of step exist, full and predicted; a third
+kind of observation, ``FORECAST``, reports the predictor's confidence at a decision point.
+
+Phases: Warmup -> Full -> (decision point) -> Predict -> Correct -> (judge) -> Full -> ...
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+
+import attrs
+import numpy as np
+
+from hpcore import floor as ledger
+from hpcore import horizon, trend
+from hpcore._log import get_logger
+from hpcore.config import HybridTrainerConfig
+from hpcore.divergence import Level
+from hpcore.types import Phase
+
+__all__ = ["Action", "Controller", "ControllerState", "Counters", "JumpState", "Observation",
+           "StepKind"]
+
+log = get_logger(__name__)
+_NEVER = 1 << 62  # a phase length that outlasts any run
+
+
+class StepKind(enum.Enum):
+    """What an observation reports, and what the next step is."""
+
+    FULL = "full"  # the user's forward, backward and optimizer step
+    PREDICTED = "predicted"  # no forward, no backward: theta moved along the jump
+    FORECAST = "forecast"  # the predictor's confidence at a decision point (no step)
+
+
+@attrs.frozen
+class Observation:
+    """What the last step (or forecast) produced; ``nan`` where nothing was read.
+
+    ``bad_step``: the loss or gradient was non-finite and the optimizer's step was skipped;
+    ``nonfinite``: non-finite parameters seen by the trajectory; ``level``: the divergence
+    monitor's verdict on the step or probe.
+    """
+
+    kind: StepKind
+    loss: float = math.nan
+    bad_step: bool = False
+    nonfinite: int = 0
+    snapshot: bool = False
+    probe_loss: float = math.nan
+    confidence: float = math.nan
+    context: tuple[float, ...] = ()
+    level: Level = Level.NORMAL
+
+
+@attrs.frozen
+class Action:
+    """What the next step is, and what the trajectory does before it.
+
+    Attributes:
+        kind: the next step's kind (``FULL`` or ``PREDICTED``).
+        observe: read the next full step's loss and move the moving average.
+        snapshot: push a snapshot after observing the next full step.
+        restart: start the history afresh at the current parameters, now.
+        forecast: report the predictor's confidence now (a ``FORECAST`` observation), with a
+            probe loss at the current parameters when there is a probe.
+        jump: start a jump of this horizon now (0: none): save the origin, compute ``D``.
+        average: the jump goes to the averaged point (``D = ema - theta``) instead.
+        k: lay predicted step ``k`` of the jump on the next (predicted) step.
+        probe: take a probe loss after the next step.
+        settle: end the jump at predicted step ``settle`` (``theta = theta_0 + settle/H D``,
+            snapshots shifted by that displacement); -1: no.
+        judge: ``"keep"`` or ``"rollback"`` the judged jump (rollback: origin, optimizer
+            state, the ring un-shifted and its ``drop`` newest snapshots dropped).
+        restore: back to the last good state (a critical event outside a jump).
+        save: the current state becomes the last good state.
+    """
+
+    kind: StepKind = StepKind.FULL
+    observe: bool = False
+    snapshot: bool = False
+    restart: bool = False
+    forecast: bool = False
+    jump: int = 0
+    average: bool = False
+    k: int = 0
+    probe: bool = False
+    settle: int = -1
+    judge: str = ""
+    drop: int = 0
+    restore: bool = False
+    save: bool = False
+    gained: float = math.nan  # the judged jump's steps gained against the trend
+    after: float = math.nan  # the judged jump's loss after Correct
+
+
+@attrs.frozen
+class Counters:
+    """Steps of each kind so far, and what jumps did."""
+
+    steps: int = 0  # every step, predicted ones included
+    full: int = 0  # full steps (backward passes): the trend's time axis
+    predicted: int = 0
+    jumps: int = 0
+    kept: int = 0
+    rollbacks: int = 0
+    probes: int = 0
+
+
+@attrs.frozen
+class JumpState:
+    """The jump in progress, from its decision point to its judgement."""
+
+    arm: int | str
+    horizon: int
+    start_step: int  # step index of the first predicted step
+    start_full: int  # full steps before the jump
+    confidence: float
+    context: tuple[float, ...]
+    probe_before: float  # probe loss at the origin (nan without a probe)
+    k: int = 0  # predicted steps laid
+    taken: int = 0  # predicted steps kept when the jump settled
+    best_k: int = 0
+    best_probe: float = math.inf
+    pushed: int = 0  # snapshots pushed since the jump started
+    loss_sum: float = 0.0  # training losses of the Correct steps
+    loss_n: int = 0
+
+
+@attrs.frozen
+class ControllerState:
+    """Where the run is: phase and steps left in it, the history's fill, the ledgers."""
+
+    phase: Phase
+    left: int
+    counters: Counters
+    observing: bool  # the history is live (observed steps feed it)
+    since_snapshot: int  # observed steps since the last snapshot
+    snapshots: int  # valid snapshots in the ring
+    trend: trend.TrendState
+    floor: ledger.FloorState
+    policy: horizon.PolicyState
+    jump: JumpState | None = None
+    action: Action = Action()  # in force for the next step
+
+
+@attrs.frozen
+class Controller:
+    """The decision rules for one config.
+
+    Args:
+        config: the validated configuration.
+        min_snapshots: snapshots the predictor needs before a forecast.
+        has_probe: a probe loss can be taken (checks during a jump, judged on it).
+    """
+
+    config: HybridTrainerConfig
+    min_snapshots: int
+    has_probe: bool = False
+
+    def init(self) -> ControllerState:
+        """The state before the first step."""
+        c = self.config
+        state = ControllerState(
+            phase=Phase.WARMUP if c.warmup_steps else Phase.FULL,
+            left=c.warmup_steps or self._history_steps(),
+            counters=Counters(), observing=False, since_snapshot=0, snapshots=0,
+            trend=trend.TrendState(window=max(2 * c.full_steps, 50)),
+            floor=ledger.FloorState(), policy=horizon.init(c))
+        return self._next_full(state)
+
+    # ------------------------------------------------------------------ update
+    def update(self, state: ControllerState, obs: Observation) -> tuple[ControllerState, Action]:
+        """The state after ``obs`` and the action for what comes next."""
+        if obs.kind is StepKind.FORECAST:
+            state = self._after_forecast(state, obs)
+        elif obs.kind is StepKind.PREDICTED:
+            state = self._after_predicted(state, obs)
+        else:
+            state = self._after_full(state, obs)
+        return state, state.action
+
+    def _after_full(self, s: ControllerState, obs: Observation) -> ControllerState:
+        n = s.counters
+        s = attrs.evolve(s, counters=attrs.evolve(n, steps=n.steps + 1, full=n.full + 1),
+                         left=s.left - 1)
+        if s.action.observe:
+            s = attrs.evolve(s, since_snapshot=0 if obs.snapshot else s.since_snapshot + 1,
+                             snapshots=min(s.snapshots + obs.snapshot, self.config.history_size))
+            if s.jump is not None and obs.snapshot:
+                s = attrs.evolve(s, jump=attrs.evolve(s.jump, pushed=s.jump.pushed + 1))
+        critical = obs.nonfinite > 0 or obs.level is Level.CRITICAL
+        if s.phase is Phase.CORRECT:
+            if critical:
+                return self._judge(s, math.nan)
+            j = s.jump
+            if math.isfinite(obs.loss):
+                s = attrs.evolve(s, jump=attrs.evolve(j, loss_sum=j.loss_sum + obs.loss,
+                                                       loss_n=j.loss_n + 1))
+            if s.left > 0:
+                return self._next_full(s)
+            j = s.jump
+            after = j.loss_sum / j.loss_n if j.loss_n else math.nan
+            if self.has_probe:
+                n = s.counters
+                s = attrs.evolve(s, counters=attrs.evolve(n, probes=n.probes + 1),
+                                 floor=ledger.record(s.floor, spent=self.config.probe_cost))
+                after = obs.probe_loss
+            return self._judge(s, after)
+        if critical:
+            log.warning("rollback", step=s.counters.steps, reason="critical", phase=s.phase.value)
+            n = s.counters
+            s = attrs.evolve(s, phase=Phase.FULL, left=self.config.full_steps, observing=False,
+                             trend=attrs.evolve(s.trend, steps=(), losses=()),
+                             counters=attrs.evolve(n, rollbacks=n.rollbacks + 1))
+            return self._next_full(s, restore=True)
+        if s.action.observe and math.isfinite(obs.loss) and obs.level < Level.WARNING \
+                and not obs.bad_step:
+            s = attrs.evolve(s, trend=trend.add(s.trend, s.counters.full, obs.loss))
+        if s.left > 0:
+            return self._next_full(s)
+        if s.phase is Phase.WARMUP:
+            return self._next_full(attrs.evolve(s, phase=Phase.FULL, left=self._history_steps()))
+        return self._decide(s)
+
+    def _decide(self, s: ControllerState) -> ControllerState:
+        """A decision point: ask for a forecast, or wait for the next decision point."""
+        c = self.config
+        if self._too_late(s):
+            log.info("jumps_over", step=s.counters.steps, reason="total_steps")
+            return self._next_full(attrs.evolve(s, left=_NEVER))
+        if s.snapshots < self.min_snapshots or trend.fit(s.trend) is None:
+            return self._next_full(attrs.evolve(s, left=max(self._history_steps(s), 1)))
+        if horizon.idle_decisions(s.policy) > 0:
+            policy, _ = horizon.choose(s.policy, np.zeros(0))
+            return self._next_full(attrs.evolve(s, policy=policy, left=c.full_steps))
+        if not self._affordable(s):
+            return self._next_full(attrs.evolve(s, left=c.full_steps), save=True)
+        return attrs.evolve(s, left=0, action=Action(forecast=True))
+
+    def _after_forecast(self, s: ControllerState, obs: Observation) -> ControllerState:
+        c = self.config
+        n = s.counters
+        if self.has_probe:
+            s = attrs.evolve(s, counters=attrs.evolve(n, probes=n.probes + 1),
+                             floor=ledger.record(s.floor, spent=c.probe_cost))
+        policy, arm = horizon.choose(s.policy, np.asarray(obs.context))
+        s = attrs.evolve(s, policy=policy)
+        wait = attrs.evolve(s, left=c.full_steps)
+        if arm == "none":
+            return self._next_full(wait, save=True)
+        if arm != "average" and not obs.confidence >= c.confidence_threshold:
+            log.info("jump_skipped", step=n.steps, confidence=obs.confidence,
+                     threshold=c.confidence_threshold)
+            return self._next_full(wait, save=True)
+        if self.has_probe and not math.isfinite(obs.probe_loss):
+            return self._next_full(wait)
+        h = 1 if arm == "average" else int(arm)
+        if c.total_steps is not None:
+            h = min(h, c.total_steps - n.steps - c.correct_steps)
+        jump = JumpState(arm=arm, horizon=h, start_step=n.steps, start_full=n.full,
+                         confidence=float(obs.confidence), context=tuple(obs.context),
+                         probe_before=obs.probe_loss, best_probe=obs.probe_loss)
+        n = attrs.evolve(n, jumps=n.jumps + 1)
+        log.info("phase_changed", step=n.steps, to="predict", horizon=h, arm=str(arm),
+                 confidence=round(float(obs.confidence), 4))
+        s = attrs.evolve(s, phase=Phase.PREDICT, left=h, jump=jump, counters=n)
+        return attrs.evolve(s, action=Action(kind=StepKind.PREDICTED, jump=h, k=1,
+                                             average=arm == "average", save=True,
+                                             probe=self._probe_due(1, h)))
+
+    def _after_predicted(self, s: ControllerState, obs: Observation) -> ControllerState:
+        c = self.config
+        n = s.counters
+        j = attrs.evolve(s.jump, k=s.action.k)
+        s = attrs.evolve(s, left=s.left - 1, counters=attrs.evolve(
+            n, steps=n.steps + 1, predicted=n.predicted + 1))
+        end = s.left <= 0
+        if s.action.probe:
+            n = s.counters
+            s = attrs.evolve(s, counters=attrs.evolve(n, probes=n.probes + 1),
+                             floor=ledger.record(s.floor, spent=c.probe_cost))
+            if obs.level is Level.CRITICAL or not math.isfinite(obs.probe_loss):
+                return self._rollback(attrs.evolve(s, jump=j), reason="probe_critical")
+            if obs.level >= Level.WARNING:
+                end = True
+            elif obs.probe_loss <= j.best_probe:
+                j = attrs.evolve(j, best_k=j.k, best_probe=obs.probe_loss)
+        if not end:
+            return attrs.evolve(s, jump=j, action=Action(
+                kind=StepKind.PREDICTED, k=j.k + 1, probe=self._probe_due(j.k + 1, j.horizon)))
+        at = j.k if not (self.has_probe and j.best_k < j.k) else j.best_k
+        if at == 0:
+            return self._rollback(attrs.evolve(s, jump=j), reason="probe")
+        log.info("phase_changed", step=s.counters.steps, to="correct", taken=at)
+        s = attrs.evolve(s, jump=attrs.evolve(j, taken=at), phase=Phase.CORRECT,
+                         left=c.correct_steps)
+        s = self._next_full(s)
+        return attrs.evolve(s, action=attrs.evolve(s.action, settle=at))
+
+    # ------------------------------------------------------------------ judging
+    def _judge(self, s: ControllerState, after: float) -> ControllerState:
+        """End of Correct: keep the jump unless it lost ground against the loss trend."""
+        c = self.config
+        j = s.jump
+        f = trend.fit(s.trend)
+        if f is None or not math.isfinite(after):
+            return self._rollback(s, reason="judged" if f is not None else "no_trend",
+                                  after=after)
+        steps = c.correct_steps
+        if self.has_probe:
+            expected = j.probe_before + f.slope * steps
+            spread = math.hypot(f.noise / math.sqrt(steps), f.slope_se * steps)
+        else:
+            centre = f.value(j.start_full) + f.slope * (steps + 1) / 2
+            expected = centre
+            spread = math.sqrt(f.noise ** 2 / steps + f.noise ** 2 / len(s.trend.losses)
+                               + (f.slope_se * (steps + 1) / 2) ** 2)
+        margin = 2.0 * spread
+        if after > expected + margin:
+            return self._rollback(s, reason="judged", after=after, expected=expected)
+        rate = -f.slope if f.significant else math.nan
+        gained = (expected - after) / rate if f.significant else 0.0
+        at_least = (expected - after - margin) / (rate + 2.0 * f.slope_se) if f.significant else 0.0
+        n = s.counters
+        log.info("jump_judged", step=n.steps, kept=True, horizon=j.horizon, taken=j.taken,
+                 steps_gained=round(gained, 2), loss_after=after, expected=expected)
+        s = attrs.evolve(
+            s, counters=attrs.evolve(n, kept=n.kept + 1),
+            trend=trend.relevel(s.trend, min(after - expected, 0.0)),
+            floor=ledger.record(s.floor, gained=min(at_least, gained)),
+            policy=horizon.learn(s.policy, j.arm, np.asarray(j.context), gained, j.taken, steps,
+                                 False))
+        s = attrs.evolve(s, phase=Phase.FULL, left=c.full_steps, jump=None)
+        return self._next_full(s, judge="keep", save=True, gained=gained, after=after)
+
+    def _rollback(self, s: ControllerState, *, reason: str, after: float = math.nan,
+                  expected: float = math.nan) -> ControllerState:
+        """The jump goes: origin, optimizer state and ring back; the ledger pays."""
+        c = self.config
+        j = s.jump
+        lost = s.counters.full - j.start_full
+        log.warning("rollback", step=s.counters.steps, reason=reason, horizon=j.horizon,
+                    taken=j.taken or j.k, loss_after=after, expected=expected)
+        n = s.counters
+        s = attrs.evolve(
+            s, phase=Phase.FULL, left=c.full_steps, jump=None,
+            counters=attrs.evolve(n, rollbacks=n.rollbacks + 1),
+            floor=ledger.record(s.floor, spent=float(lost)),
+            policy=horizon.learn(s.policy, j.arm, np.asarray(j.context), None, max(j.k, 1),
+                                 c.correct_steps, True),
+            snapshots=max(min(s.snapshots, c.history_size - j.pushed), 0))
+        return self._next_full(s, judge="rollback", drop=j.pushed, after=after)
+
+    # ------------------------------------------------------------------ scheduling
+    def _next_full(self, s: ControllerState, **extra: object) -> ControllerState:
+        """The action for a full step next: observed when the history will be needed."""
+        observe = s.phase is Phase.CORRECT or self._steps_to_chance(s) <= self._history_steps()
+        restart = observe and not s.observing
+        since = 0 if restart else s.since_snapshot
+        snaps = 0 if restart else s.snapshots
+        probe = self.has_probe and s.phase is Phase.CORRECT and s.left == 1
+        action = Action(observe=observe, restart=restart, probe=probe,
+                        snapshot=observe and since + 1 >= self.config.snapshot_interval, **extra)
+        return attrs.evolve(s, observing=observe, since_snapshot=since, snapshots=snaps,
+                            action=action)
+
+    def _history_steps(self, s: ControllerState | None = None) -> int:
+        """Observed steps until the ring holds what the predictor needs (from empty)."""
+        need = self.min_snapshots * self.config.snapshot_interval
+        if s is None:
+            return need
+        return need - s.snapshots * self.config.snapshot_interval - s.since_snapshot
+
+    def _steps_to_chance(self, s: ControllerState) -> int:
+        """Steps until the next decision point at which a jump could start."""
+        c = self.config
+        if s.phase is Phase.PREDICT or self._too_late(s, ahead=s.left):
+            return _NEVER
+        wait = s.left + horizon.idle_decisions(s.policy) * c.full_steps
+        if c.floor is not None and c.total_steps is None:
+            short = self._worst_case() - ledger.credit(s.floor, c.floor, s.counters.steps, None)
+            wait = max(wait, math.ceil(short / (1.0 - c.floor)))
+        return wait
+
+    def _too_late(self, s: ControllerState, ahead: int = 0) -> bool:
+        """No jump starting ``ahead`` steps from now could be judged by ``total_steps``."""
+        c = self.config
+        if c.total_steps is None:
+            return False
+        shortest = min(c.check_interval, c.max_predict_steps)
+        return s.counters.steps + ahead + shortest + c.correct_steps > c.total_steps
+
+    def _worst_case(self) -> float:
+        """What a jump can cost the ledger: its Correct steps and its probes, rolled back."""
+        c = self.config
+        probes = (c.max_predict_steps // c.check_interval + 2) if self.has_probe else 0
+        return c.correct_steps + probes * c.probe_cost
+
+    def _affordable(self, s: ControllerState) -> bool:
+        c = self.config
+        if c.floor is None:
+            return True
+        have = ledger.credit(s.floor, c.floor, s.counters.steps, c.total_steps)
+        return have >= self._worst_case()
+
+    def _probe_due(self, k: int, h: int) -> bool:
+        return self.has_probe and (k % self.config.check_interval == 0 or k == h)

@@ -1,0 +1,385 @@
+"""The hybrid core: the controller's actions carried out on the trajectory (DESIGN 4, 5, 8).
+
+:class:`HybridCore` is what every adapter's optimizer wrapper drives: after each of the
+user's full steps ``after_full(...)``, for each predicted step ``predicted()``. It turns the
+step into an :class:`~hpcore.controller.Observation`, asks the pure controller what comes
+next and does it (observe, snapshot, forecast, lay the jump, probe, judge, roll back). The
+framework is reached only through an :class:`OptimizerPort`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import attrs
+import numpy as np
+
+from hpcore import kernels
+from hpcore._log import get_logger
+from hpcore.bandit import context_vector
+from hpcore.config import HybridTrainerConfig
+from hpcore.controller import Action, Controller, ControllerState, Observation, StepKind
+from hpcore.divergence import DivergenceEvent, DivergenceMonitor, Level
+from hpcore.encoder import StateEncoder
+from hpcore.floor import credit
+from hpcore.history import successive_moves
+from hpcore.predictors import make_predictor
+from hpcore.residual import ResidualStore
+from hpcore.state_io import from_plain, to_plain
+from hpcore.trajectory import Trajectory
+from hpcore.types import Phase, StepResult, TrainingStatistics
+
+__all__ = ["HybridCore", "JumpRecord", "OptimizerPort"]
+
+log = get_logger(__name__)
+STATE_VERSION = 2
+
+
+class OptimizerPort(Protocol):
+    """What only the framework can do, as the core sees it.
+
+    ``optimizer_state()`` returns a copy of the inner optimizer's state (moments, counters)
+    and ``load_optimizer_state`` puts one back, keeping the current hyperparameters (a
+    schedule counts every step). ``commit_params()`` pushes the flat vector into the model
+    where the two cannot share memory, ``sync_params()`` the other way (called only before
+    the core reads the vector); ``all_reduce_mean`` averages scalars over processes.
+    """
+
+    def optimizer_state(self) -> Any: ...
+
+    def load_optimizer_state(self, state: Any) -> None: ...
+
+    def commit_params(self) -> None: ...
+
+    def sync_params(self) -> None: ...
+
+    def all_reduce_mean(self, values: tuple[float, ...]) -> tuple[float, ...]: ...
+
+
+@attrs.frozen
+class JumpRecord:
+    """How one jump went: where it started, how far it went, how it was judged."""
+
+    step: int
+    arm: str
+    horizon: int
+    taken: int
+    confidence: float
+    loss_after: float
+    steps_gained: float
+    rolled_back: bool
+
+
+def group_offsets(sizes: list[int]) -> np.ndarray:
+    """(G + 1,) boundaries of parameter groups of the given sizes in the flat vector."""
+    return np.concatenate([[0], np.cumsum(np.asarray(sizes, dtype=np.int64))])
+
+
+class HybridCore:
+    """Controller, trajectory, monitor and learners of one run.
+
+    Args:
+        theta: the flat float32 parameter vector (NumPy or CuPy), shared with the model.
+        port: the framework's side.
+        config: the validated configuration.
+        probe: optional zero-argument callable returning a forward-only loss on a fixed probe
+            set; called only at checks and judgements.
+        offsets: parameter-group boundaries (one group when omitted).
+    """
+
+    def __init__(self, theta: Any, port: OptimizerPort, config: HybridTrainerConfig, *,
+                 probe: Callable[[], Any] | None = None, offsets: np.ndarray | None = None) -> None:
+        if getattr(theta, "ndim", None) != 1 or theta.dtype != np.float32 or theta.shape[0] == 0:
+            msg = (f"the flat parameter vector must be a non-empty 1-D float32 array (got "
+                   f"shape={getattr(theta, 'shape', None)}, dtype={getattr(theta, 'dtype', None)})")
+            raise ValueError(msg)
+        if probe is not None and not callable(probe):
+            msg = f"probe must be a zero-argument callable returning a loss (got {probe!r})"
+            raise TypeError(msg)
+        n = theta.shape[0]
+        self.offsets = np.array([0, n]) if offsets is None else np.asarray(offsets)
+        self.config = config
+        self.port = port
+        self.probe = probe
+        self.predictor = make_predictor(config.predictor)
+        self.trajectory = Trajectory(theta, config, self.offsets)
+        self.monitor = DivergenceMonitor(config.divergence, config.divergence_threshold,
+                                         config.rollback_tolerance)
+        self.encoder = StateEncoder()
+        self.residuals = (ResidualStore(config.residual_capacity, 6, len(self.offsets) - 1,
+                                        config.residual_temperature)
+                          if config.residual_capacity > 0 else None)
+        self.controller = Controller(config, self.predictor.min_snapshots, probe is not None)
+        self.state: ControllerState = self.controller.init()
+        self.trajectory.save(port.optimizer_state())
+        self.events: list[DivergenceEvent] = []
+        self.jumps: list[JumpRecord] = []
+        self.phase_steps = {p.value: 0 for p in Phase}
+        self.last_loss = math.nan
+        self._key = np.zeros(6)  # state key of the jump in progress
+
+    # ------------------------------------------------------------------ what comes next
+    @property
+    def need_grads(self) -> bool:
+        """The next step is a full one: the user runs forward, backward and the step."""
+        return self.state.action.kind is StepKind.FULL
+
+    @property
+    def reads_loss(self) -> bool:
+        """The next full step's loss will be read (and its gradient norm asked for)."""
+        a = self.state.action
+        return a.observe or a.probe
+
+    @property
+    def phase(self) -> Phase:
+        """The phase the next step runs in."""
+        return self.state.phase
+
+    @property
+    def theta(self) -> Any:
+        return self.trajectory.theta
+
+    # ------------------------------------------------------------------ steps
+    def after_full(self, loss: float = math.nan, grad_norm: float = math.nan, *,
+                   bad_step: bool = False) -> StepResult:
+        """After the user's full step: ``loss`` and ``grad_norm`` as read (``nan`` where the
+        step was not observed); ``bad_step`` when a non-finite loss or gradient made the
+        wrapper skip the optimizer's step."""
+        s, a = self.state, self.state.action
+        if a.kind is not StepKind.FULL:
+            msg = "this step is a predicted one: call the wrapper's step() without a backward"
+            raise RuntimeError(msg)
+        step, phase = s.counters.steps, s.phase
+        nonfinite, snap, level = 0, False, Level.NORMAL
+        if bad_step:
+            level = self._record([DivergenceEvent(step, "nan_inf", Level.WARNING, loss)])
+        if a.observe:
+            self.port.sync_params()
+            loss, grad_norm = self.port.all_reduce_mean((loss, grad_norm))
+            nonfinite, snap = self.trajectory.observe(a.snapshot)
+            if snap:
+                self.predictor.observe_snapshot(self.trajectory.history)
+            if not bad_step:
+                update_norm, cosine = (successive_moves(self.trajectory.history) if snap
+                                       else (math.nan, math.nan))
+                self.encoder.observe(loss, grad_norm, update_norm, cosine)
+                events = self.monitor.full_step(step, loss, grad_norm, nonfinite,
+                                                update_baseline=phase in (Phase.WARMUP, Phase.FULL))
+                level = max(level, self._record(events))
+        probe = self._probe_loss() if a.probe else math.nan
+        if math.isfinite(loss):
+            self.last_loss = float(loss)
+        obs = Observation(StepKind.FULL, loss=loss, bad_step=bad_step, nonfinite=nonfinite,
+                          snapshot=snap, probe_loss=probe, level=level)
+        rolled = self._advance(obs)
+        self.phase_steps[phase.value] += 1
+        return StepResult(step, phase, self.last_loss, False, rolled)
+
+    def predicted(self) -> StepResult:
+        """A predicted step: the parameters move along the jump; nothing else to compute."""
+        s, a = self.state, self.state.action
+        if a.kind is not StepKind.PREDICTED:
+            msg = "this step needs gradients: run the backward pass and pass the loss to step()"
+            raise RuntimeError(msg)
+        step = s.counters.steps
+        self.trajectory.lay(a.k, s.jump.horizon)
+        self.port.commit_params()
+        probe, level = math.nan, Level.NORMAL
+        if a.probe:
+            probe = self._probe_loss()
+            events = self.monitor.probe(step, probe, s.jump.probe_before, a.k, 0.0)
+            level = self._record(events)
+        rolled = self._advance(Observation(StepKind.PREDICTED, probe_loss=probe, level=level))
+        self.phase_steps[Phase.PREDICT.value] += 1
+        return StepResult(step, Phase.PREDICT, self.last_loss, True, rolled)
+
+    # ------------------------------------------------------------------ carrying out
+    def _advance(self, obs: Observation) -> bool:
+        """Update the controller and carry out its action; true if it rolled back."""
+        before = self.state
+        self.state, action = self.controller.update(before, obs)
+        rolled = self._act(action, before)
+        if action.forecast:
+            self.state, action = self.controller.update(self.state, self._forecast())
+            rolled = self._act(action, self.state) or rolled
+        return rolled
+
+    def _act(self, a: Action, before: ControllerState) -> bool:
+        t = self.trajectory
+        if a.judge or a.save or a.jump or a.restart:
+            self.port.sync_params()
+        if a.judge:
+            self._learn(before, a)
+        if a.judge == "rollback":
+            self.port.load_optimizer_state(t.rollback(a.drop))
+            self.port.commit_params()
+        if a.restore:
+            self.port.load_optimizer_state(t.restore())
+            self.port.commit_params()
+            self.monitor.reset()
+        if a.settle >= 0:
+            t.settle(a.settle, before.jump.horizon)
+            self.port.commit_params()
+        if a.restart:
+            t.restart()
+        if a.save:
+            t.save(self.port.optimizer_state())
+        if a.jump:
+            t.start_jump(self.predictor, a.jump, average=a.average, residuals=self.residuals,
+                         key=self._key)
+        return a.judge == "rollback" or a.restore
+
+    def _forecast(self) -> Observation:
+        """The predictor's confidence and the bandit's context at a decision point."""
+        confidence = float(self.predictor.confidence(self.trajectory.history))
+        self._key = self.encoder.encode()
+        context = tuple(float(v) for v in context_vector(confidence, self._key))
+        probe = self._probe_loss() if self.probe is not None else math.nan
+        return Observation(StepKind.FORECAST, confidence=confidence, context=context,
+                           probe_loss=probe)
+
+    def _learn(self, before: ControllerState, a: Action) -> None:
+        """A jump was judged: the predictor and the residual store learn where the trajectory
+        really went (one pass over N, before any rollback); the jump is recorded."""
+        j = before.jump
+        c = self.config
+        if j.arm != "average" and j.taken > 0 and math.isfinite(a.after):
+            actual = self.trajectory.displacement()
+            self.predictor.learn_from_jump(actual, j.taken, j.horizon, c.correct_steps)
+            if self.residuals is not None:
+                shares = self.trajectory.kept_share(actual, j.taken, j.horizon, c.correct_steps)
+                self.residuals.add(self._key, shares, 0.0 if math.isnan(a.gained) else -a.gained)
+        if c.collect_metrics:
+            self.jumps.append(JumpRecord(
+                step=j.start_step, arm=str(j.arm), horizon=j.horizon, taken=j.taken or j.k,
+                confidence=j.confidence, loss_after=float(a.after),
+                steps_gained=float(a.gained), rolled_back=a.judge == "rollback"))
+
+    def _probe_loss(self) -> float:
+        value = self.probe()
+        loss = float(value.item() if hasattr(value, "item") else value)
+        return float(self.port.all_reduce_mean((loss,))[0])
+
+    def record_bad_steps(self, count: int) -> None:
+        """``count`` earlier full steps had a non-finite loss or gradient and were skipped
+        (a wrapper that checks on the device learns it at the next observed step)."""
+        step = self.state.counters.steps
+        self._record([DivergenceEvent(step, "nan_inf", Level.WARNING, math.nan)] * count)
+
+    def _record(self, events: list[DivergenceEvent]) -> Level:
+        """Record every event; the most severe level."""
+        for e in events:
+            self.events.append(e)
+            emit = log.warning if e.level >= Level.WARNING else log.info
+            emit("divergence", step=e.step, signal=e.signal, level=e.level.name.lower(),
+                 value=e.value)
+        return max((e.level for e in events), default=Level.NORMAL)
+
+    # ------------------------------------------------------------------ reporting
+    def statistics(self) -> TrainingStatistics:
+        """Counters of the run so far."""
+        n = self.state.counters
+        by_signal: dict[str, int] = {}
+        for e in self.events:
+            by_signal[e.signal] = by_signal.get(e.signal, 0) + 1
+        c = self.config
+        return TrainingStatistics(
+            total_steps=n.steps, backward_passes=n.full, forward_only_passes=n.probes,
+            predicted_steps=n.predicted, observed_steps=self.encoder.seen,
+            rollbacks=n.rollbacks, jumps=n.jumps, jumps_accepted=n.kept,
+            divergence_events=by_signal, phase_steps=dict(self.phase_steps),
+            floor_credit=None if c.floor is None else credit(self.state.floor, c.floor, n.steps,
+                                                             c.total_steps))
+
+    def metrics(self) -> dict[str, Any]:
+        """Statistics, config, jumps and events as one JSON-ready dict."""
+        config = attrs.asdict(self.config)
+        config["predictor"]["kind"] = type(self.config.predictor).__name__
+        return {"statistics": self.statistics().to_dict(), "config": config,
+                "jumps": [attrs.asdict(j) for j in self.jumps],
+                "divergence_events": [{"step": e.step, "signal": e.signal,
+                                       "level": e.level.name.lower(), "value": e.value}
+                                      for e in self.events]}
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the core needs to resume, as arrays (copies), numbers and strings; the
+        inner optimizer's saved state (for a rollback) is returned as the port gave it."""
+        t = self.trajectory
+        return {
+            "version": STATE_VERSION, "size": int(t.theta.shape[0]),
+            "controller": to_plain(self.state),
+            "trajectory": {k: (kernels.to_host(v).copy() if hasattr(v, "shape") else v)
+                           for k, v in _flatten(t.state_dict()).items()},
+            "saved_optimizer_state": t.opt_state,
+            "predictor": self.predictor.state_dict(),
+            "encoder": self.encoder.state_dict(),
+            "residuals": None if self.residuals is None else self.residuals.state_dict(),
+            "monitor": self.monitor.state_dict(),
+            "key": self._key.copy(),
+            "last_loss": self.last_loss,
+            "phase_steps": dict(self.phase_steps),
+            "events": [[e.step, e.signal, int(e.level), e.value] for e in self.events],
+            "jumps": [attrs.asdict(j) for j in self.jumps],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`. Every part is decoded and checked first; only then is
+        anything changed (``ValueError`` leaves the core as it was)."""
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+            got = state.get("version") if isinstance(state, dict) else type(state).__name__
+            msg = f"unknown hybrid state version {got!r} (expected {STATE_VERSION})"
+            raise ValueError(msg)
+        n = int(self.trajectory.theta.shape[0])
+        if state.get("size") != n:
+            msg = f"hybrid state is for {state.get('size')} parameters, this model has {n}"
+            raise ValueError(msg)
+        controller = from_plain(state["controller"])
+        if not isinstance(controller, ControllerState):
+            msg = "hybrid state's 'controller' is not a controller state"
+            raise ValueError(msg)
+        traj = _unflatten(state["trajectory"])
+        current = _flatten(self.trajectory.state_dict())
+        for name, dst in current.items():
+            src = state["trajectory"].get(name)
+            if hasattr(dst, "shape") and tuple(np.shape(src)) != tuple(dst.shape):
+                msg = (f"hybrid state array {name!r} has shape {np.shape(src)}, expected "
+                       f"{tuple(dst.shape)} (was history_size changed?)")
+                raise ValueError(msg)
+        self.trajectory.load_state_dict(traj)
+        self.trajectory.opt_state = state["saved_optimizer_state"]
+        self.state = controller
+        self.predictor.load_state_dict(state["predictor"])
+        self.encoder.load_state_dict(state["encoder"])
+        if self.residuals is not None and state["residuals"] is not None:
+            self.residuals.load_state_dict(state["residuals"])
+        self.monitor.load_state_dict(state["monitor"])
+        self._key = np.array(state["key"], dtype=np.float64)
+        self.last_loss = float(state["last_loss"])
+        self.phase_steps = {k: int(v) for k, v in state["phase_steps"].items()}
+        self.events = [DivergenceEvent(int(s), str(g), Level(int(lv)), float(v))
+                       for s, g, lv, v in state["events"]]
+        self.jumps = [JumpRecord(**j) for j in state["jumps"]]
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, v in flat.items():
+        node = out
+        *path, leaf = key.split(".")
+        for p in path:
+            node = node.setdefault(p, {})
+        node[leaf] = v
+    return out
