@@ -47,7 +47,7 @@ from hpcore.core import HybridCore, group_offsets
 from hpcore.types import StepResult
 from hpcore.wrapper import WrapperBase
 
-__all__ = ["HybridOptimizer", "HybridTrainer"]
+__all__ = ["HybridOptimizer", "HybridTrainer", "HybridTrainerConfig"]
 
 
 def _tree_norm(tree: Any) -> jax.Array:
@@ -152,8 +152,8 @@ class HybridOptimizer(WrapperBase):
             if grads is not None:
                 msg = "this step is predicted (need_grads is False): call step() without gradients"
                 raise RuntimeError(msg)
-            self.opt_state = advance_schedules(self.opt_state)
             self.last_result = self._core.predicted()
+            self.opt_state = advance_schedules(self.opt_state)
             self._after_step()
             return self._params
         if grads is None:
@@ -173,6 +173,7 @@ class HybridOptimizer(WrapperBase):
             raise ValueError(msg)
         if loss is None:
             loss_arr = jnp.zeros((), jnp.float32)
+        self._core.before_full()
         self._params, self.opt_state, norm, self._bad = self._update(
             self._params, self.opt_state, grads, loss_arr.reshape(()), self._bad)
         self._stale = True
@@ -200,11 +201,18 @@ class HybridOptimizer(WrapperBase):
                 "hybrid": hybrid}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`; everything is checked before anything changes."""
+        """Restore :meth:`state_dict`; a refused state (``ValueError``) changes nothing."""
+        if not isinstance(state, dict) or set(state) != {"params", "opt_state", "hybrid"}:
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            msg = f"not a HybridOptimizer state dict (keys {got}; expected hybrid, opt_state, params)"
+            raise ValueError(msg)
         if np.shape(state["params"]) != self.buffer.shape:
             msg = f"state holds {np.shape(state['params'])} parameters, this model {self.buffer.shape}"
             raise ValueError(msg)
         opt_state = _rebuild(self.opt_state, state["opt_state"], "optimizer state")
+        if not isinstance(state["hybrid"], dict):
+            msg = "the state's 'hybrid' part is not a dict"
+            raise ValueError(msg)
         hybrid = dict(state["hybrid"])
         hybrid["saved_optimizer_state"] = _rebuild(self.opt_state, hybrid["saved_optimizer_state"],
                                                    "saved optimizer state")

@@ -33,7 +33,7 @@ from hpcore.optim import FlatOptimizer
 from hpcore.types import StepResult
 from hpcore.wrapper import WrapperBase
 
-__all__ = ["HybridOptimizer", "HybridTrainer"]
+__all__ = ["HybridOptimizer", "HybridTrainer", "HybridTrainerConfig"]
 
 LossAndGrad = Callable[[np.ndarray, Any], tuple[float, np.ndarray]]
 
@@ -139,8 +139,8 @@ class HybridOptimizer(WrapperBase):
             if grad is not None:
                 msg = "this step is predicted (need_grads is False): call step() without a gradient"
                 raise RuntimeError(msg)
-            self.optimizer.skip_step()
             result = self._core.predicted()
+            self.optimizer.skip_step()
             self._after_step()
             return result
         if grad is None:
@@ -156,6 +156,7 @@ class HybridOptimizer(WrapperBase):
         if not math.isfinite(sq):  # a non-finite entry, or only a float32 overflow of the sum?
             sq = float(np.einsum("i,i->", g, g, dtype=np.float64))
         bad = not (math.isfinite(sq) and (loss is None or math.isfinite(value)))
+        self._core.before_full()
         if bad:
             self.optimizer.skip_step()
         else:
@@ -171,19 +172,29 @@ class HybridOptimizer(WrapperBase):
                 "hybrid": self._core.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`; everything is checked before anything changes."""
+        """Restore :meth:`state_dict`; a refused state (``ValueError``) changes nothing."""
+        if not isinstance(state, dict) or set(state) != {"params", "optimizer", "hybrid"}:
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            msg = f"not a HybridOptimizer state dict (keys {got}; expected hybrid, optimizer, params)"
+            raise ValueError(msg)
         params = np.asarray(state["params"])
         if params.shape != self.params.shape or params.dtype != self.params.dtype:
             msg = (f"state holds params {params.shape} {params.dtype}, this optimizer has "
                    f"{self.params.shape} {self.params.dtype}")
             raise ValueError(msg)
+        if not np.all(np.isfinite(params)):
+            msg = "state holds non-finite parameters"
+            raise ValueError(msg)
         saved_opt = self.optimizer.state_dict()
-        self.optimizer.load_state_dict(state["optimizer"])
         try:
+            self.optimizer.load_state_dict(state["optimizer"])
             self._core.load_state_dict(state["hybrid"])
-        except Exception:
+        except Exception as exc:
             self.optimizer.load_state_dict(saved_opt)
-            raise
+            if isinstance(exc, ValueError):
+                raise
+            msg = f"the state's optimizer part could not be loaded ({exc!r}); nothing was changed"
+            raise ValueError(msg) from exc
         self.params[...] = params
 
 

@@ -39,7 +39,7 @@ from hpcore.core import HybridCore, group_offsets
 from hpcore.types import StepResult
 from hpcore.wrapper import WrapperBase
 
-__all__ = ["HybridOptimizer", "HybridTrainer"]
+__all__ = ["HybridOptimizer", "HybridTrainer", "HybridTrainerConfig"]
 
 _KEEP = ("saved_optimizer_state",)  # subtrees of the core's state that stay torch objects
 
@@ -184,6 +184,7 @@ class HybridOptimizer(torch.optim.Optimizer, WrapperBase):
         value = _loss_value(loss) if (read and loss is not None) else math.nan
         grad_norm = self._flat.grad_norm() if read else math.nan
         bad = read and not (math.isfinite(grad_norm) and (loss is None or math.isfinite(value)))
+        self._core.before_full()
         if not bad:
             self.optimizer.step()
             self._flat.after_update()
@@ -319,12 +320,22 @@ class HybridTrainer(WrapperBase):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` (the optimizer part is checked before anything changes)."""
-        saved_model = copy.deepcopy(self.model.state_dict())
-        self.optimizer.load_state_dict(state["optimizer"])
+        if not isinstance(state, dict) or not {"model", "optimizer"} <= set(state):
+            msg = "not a HybridTrainer state dict (needs 'model' and 'optimizer')"
+            raise ValueError(msg)
+        saved = (copy.deepcopy(self.model.state_dict()), self.optimizer.state_dict(),
+                 None if self.scheduler is None else self.scheduler.state_dict())
         try:
             self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
             if self.scheduler is not None and state.get("scheduler") is not None:
                 self.scheduler.load_state_dict(state["scheduler"])
-        except Exception:
-            self.model.load_state_dict(saved_model)
-            raise
+        except Exception as exc:
+            self.model.load_state_dict(saved[0])
+            self.optimizer.load_state_dict(saved[1])
+            if self.scheduler is not None:
+                self.scheduler.load_state_dict(saved[2])
+            if isinstance(exc, ValueError):
+                raise
+            msg = f"the state could not be loaded ({exc!r}); nothing was changed"
+            raise ValueError(msg) from exc

@@ -5,6 +5,7 @@ user's optimizer in it.
 """
 
 from hpcore import optim
+from hpcore.checkpoint import CheckpointError
 from hpcore.config import (
     CheckpointConfig,
     DivergenceConfig,
@@ -20,6 +21,7 @@ __version__ = "0.2.0"
 
 __all__ = [
     "CheckpointConfig",
+    "CheckpointError",
     "DivergenceConfig",
     "DivergenceEvent",
     "HybridTrainerConfig",

@@ -103,7 +103,8 @@ def decode_tree(skeleton: Any, arrays: dict[str, np.ndarray]) -> Any:
     try:
         return TreeDecoder(arrays).node(skeleton, "state")
     except Refused as exc:
-        raise CheckpointError(f"checkpoint {exc}") from exc.__cause__
+        msg = f"checkpoint {exc}"
+        raise CheckpointError(msg) from exc.__cause__
 
 
 def write_checkpoint(path: str | Path, state: Any, *,
@@ -162,7 +163,7 @@ def _check_target(path: Path) -> None:
 
 def _check_readable(path: Path, blob: bytes, arrays: dict[str, np.ndarray]) -> None:
     """Refuse a state the default reader would refuse; a large one is only reported."""
-    depth, members = json_depth(blob, MAX_DEPTH), len(arrays) + 2
+    depth, members = json_depth(blob, stop_above=len(blob)), len(arrays) + 2
     problems = [
         (depth > MAX_DEPTH, f"its index nests {depth} levels deep, more than max_depth={MAX_DEPTH}"),
         (len(blob) > MAX_INDEX_BYTES,
@@ -296,9 +297,11 @@ def _read(path: Path, limits: Limits) -> Any:
         with f, zipfile.ZipFile(f) as zf:
             return load(zf, size, limits)
     except Refused as exc:
-        raise CheckpointError(f"checkpoint {path} {exc}") from exc.__cause__
+        msg = f"checkpoint {path} {exc}"
+        raise CheckpointError(msg) from exc.__cause__
     except _CORRUPT as exc:
-        msg = f"checkpoint {path} is truncated or corrupted ({type(exc).__name__}: {exc})"
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        msg = f"checkpoint {path} is truncated or corrupted ({detail})"
         raise CheckpointError(msg) from exc
 
 

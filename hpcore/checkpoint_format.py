@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import re
+import tokenize
 import zipfile
 from collections.abc import Callable, Mapping
 from typing import IO, Any
@@ -164,11 +165,14 @@ def load(zf: zipfile.ZipFile, file_size: int, limits: Limits) -> Any:
     for info in _check_directory(zf, file_size, limits):
         with zf.open(info) as member:
             headers[info.filename.removesuffix(".npy")] = _read_header(member, info)
-    for key, longest in ((INDEX, limits.max_index_bytes), (ROOT, 64)):
+    for key in (INDEX, ROOT):
         shape, dtype = headers.pop(key)
-        if dtype != np.uint8 or len(shape) != 1 or shape[0] > longest:
-            hint = "; pass a larger max_index_bytes to read it" if key == INDEX else ""
-            msg = f"is refused: its {key} member is {dtype} {shape}, expected <= {longest} uint8{hint}"
+        if dtype != np.uint8 or len(shape) != 1 or (key == ROOT and shape != (64,)):
+            msg = f"is corrupted: its {key} member is {dtype} {shape}, expected {'64 ' * (key == ROOT)}bytes"
+            raise Refused(msg)
+        if key == INDEX and shape[0] > limits.max_index_bytes:
+            msg = (f"is refused: its index takes {shape[0]} bytes, more than max_index_bytes="
+                   f"{limits.max_index_bytes}; pass a larger max_index_bytes to read it")
             raise Refused(msg)
     raw = _member(zf, INDEX).tobytes()
     if hashlib.sha256(raw).hexdigest().encode() != _member(zf, ROOT).tobytes():
@@ -214,10 +218,16 @@ def _check_directory(zf: zipfile.ZipFile, file_size: int, limits: Limits) -> lis
         msg = (f"is refused: it holds {len(infos)} members, more than max_members={limits.max_members}; "
                f"pass a larger max_members to read it")
         raise Refused(msg)
+    names = [info.filename for info in infos]
+    if f"{INDEX}.npy" not in names:
+        msg = f"is not an hpcore checkpoint (no {INDEX} member)"
+        raise Refused(msg)
+    if f"{ROOT}.npy" not in names:
+        msg = (f"is not an hpcore checkpoint of this version (no {ROOT} member: written by hpcore 0.1, "
+               f"whose index no digest covers, or altered); load it with hpcore 0.1 and save it again")
+        raise Refused(msg)
     seen: set[str] = set()
-    total = 0
-    for info in infos:
-        name = info.filename
+    for info, name in zip(infos, names, strict=True):
         stem = name.removesuffix(".npy")
         if name in seen:
             msg = f"is corrupted: the member {name!r} appears twice"
@@ -235,20 +245,12 @@ def _check_directory(zf: zipfile.ZipFile, file_size: int, limits: Limits) -> lis
             raise Refused(msg)
         if info.header_offset + info.file_size > file_size:
             msg = (f"is corrupted: the member {name!r} declares {info.file_size} bytes at offset "
-                   f"{info.header_offset}, "
-                   f"past the end of the {file_size}-byte file")
+                   f"{info.header_offset}, past the end of the {file_size}-byte file")
             raise Refused(msg)
-        total += info.file_size
+    total = sum(info.file_size for info in infos)
     if total > limits.max_bytes:
         msg = (f"is refused: its members hold {total} bytes, more than max_bytes={limits.max_bytes}; "
                f"pass a larger max_bytes to read it")
-        raise Refused(msg)
-    if f"{INDEX}.npy" not in seen:
-        msg = f"is not an hpcore checkpoint (no {INDEX} member)"
-        raise Refused(msg)
-    if f"{ROOT}.npy" not in seen:
-        msg = (f"is not an hpcore checkpoint of this version (no {ROOT} member: written by hpcore 0.1, "
-               f"whose index no digest covers, or altered); save it again with this version")
         raise Refused(msg)
     return infos
 
@@ -256,14 +258,16 @@ def _check_directory(zf: zipfile.ZipFile, file_size: int, limits: Limits) -> lis
 def _read_header(fp: IO[bytes], info: zipfile.ZipInfo) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype from a member's ``.npy`` header, checked against the member's size."""
     name = info.filename
-    version = npy.read_magic(fp)
-    if version == (1, 0):
-        shape, _, dtype = npy.read_array_header_1_0(fp)
-    elif version == (2, 0):
-        shape, _, dtype = npy.read_array_header_2_0(fp)
-    else:
-        msg = f"is corrupted: the member {name!r} has .npy version {version}, expected (1, 0) or (2, 0)"
-        raise Refused(msg)
+    try:
+        version = npy.read_magic(fp)
+        if version not in ((1, 0), (2, 0)):
+            msg = f"is corrupted: the member {name!r} has .npy version {version}, expected (1, 0) or (2, 0)"
+            raise Refused(msg)
+        read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+        shape, _, dtype = read(fp)
+    except (ValueError, SyntaxError, tokenize.TokenError) as exc:  # what NumPy's parser raises
+        msg = f"is corrupted: the member {name!r} has no readable .npy header ({type(exc).__name__}: {exc})"
+        raise Refused(msg) from None
     if dtype.hasobject:
         msg = f"is refused: the member {name!r} holds Python objects ({dtype}), which would need pickle"
         raise Refused(msg)

@@ -26,7 +26,7 @@ from hpcore.divergence import Level
 from hpcore.types import Phase
 
 __all__ = ["Action", "Controller", "ControllerState", "Counters", "JumpState", "Observation",
-           "StepKind"]
+           "StepKind", "check_state"]
 
 log = get_logger(__name__)
 _NEVER = 1 << 62  # a phase length that outlasts any run
@@ -55,6 +55,7 @@ class Observation:
     nonfinite: int = 0
     snapshot: bool = False
     probe_loss: float = math.nan
+    origin_probe: float = math.nan  # the probe at a jump's origin, with its first step
     confidence: float = math.nan
     context: tuple[float, ...] = ()
     level: Level = Level.NORMAL
@@ -69,8 +70,7 @@ class Action:
         observe: read the next full step's loss and move the moving average.
         snapshot: push a snapshot after observing the next full step.
         restart: start the history afresh at the current parameters, now.
-        forecast: report the predictor's confidence now (a ``FORECAST`` observation), with a
-            probe loss at the current parameters when there is a probe.
+        forecast: report the predictor's confidence now (a ``FORECAST`` observation).
         jump: start a jump of this horizon now (0: none): save the origin, compute ``D``.
         average: the jump goes to the averaged point (``D = ema - theta``) instead.
         k: lay predicted step ``k`` of the jump on the next (predicted) step.
@@ -97,8 +97,10 @@ class Action:
     drop: int = 0
     restore: bool = False
     save: bool = False
-    gained: float = math.nan  # the judged jump's steps gained against the trend
-    after: float = math.nan  # the judged jump's loss after Correct
+    # The judged jump's steps gained against the trend and its loss after Correct (reported,
+    # not compared: nan is never equal to itself).
+    gained: float = attrs.field(default=math.nan, eq=False)
+    after: float = attrs.field(default=math.nan, eq=False)
 
 
 @attrs.frozen
@@ -215,7 +217,7 @@ class Controller:
                 after = obs.probe_loss
             return self._judge(s, after)
         if critical:
-            log.warning("rollback", step=s.counters.steps, reason="critical", phase=s.phase.value)
+            log.warning("restored", step=s.counters.steps, reason="critical", phase=s.phase.value)
             n = s.counters
             s = attrs.evolve(s, phase=Phase.FULL, left=self.config.full_steps, observing=False,
                              trend=attrs.evolve(s.trend, steps=(), losses=()),
@@ -248,9 +250,6 @@ class Controller:
     def _after_forecast(self, s: ControllerState, obs: Observation) -> ControllerState:
         c = self.config
         n = s.counters
-        if self.has_probe:
-            s = attrs.evolve(s, counters=attrs.evolve(n, probes=n.probes + 1),
-                             floor=ledger.record(s.floor, spent=c.probe_cost))
         policy, arm = horizon.choose(s.policy, np.asarray(obs.context))
         s = attrs.evolve(s, policy=policy)
         wait = attrs.evolve(s, left=c.full_steps)
@@ -260,14 +259,12 @@ class Controller:
             log.info("jump_skipped", step=n.steps, confidence=obs.confidence,
                      threshold=c.confidence_threshold)
             return self._next_full(wait, save=True)
-        if self.has_probe and not math.isfinite(obs.probe_loss):
-            return self._next_full(wait)
         h = 1 if arm == "average" else int(arm)
         if c.total_steps is not None:
             h = min(h, c.total_steps - n.steps - c.correct_steps)
         jump = JumpState(arm=arm, horizon=h, start_step=n.steps, start_full=n.full,
                          confidence=float(obs.confidence), context=tuple(obs.context),
-                         probe_before=obs.probe_loss, best_probe=obs.probe_loss)
+                         probe_before=math.nan)
         n = attrs.evolve(n, jumps=n.jumps + 1)
         log.info("phase_changed", step=n.steps, to="predict", horizon=h, arm=str(arm),
                  confidence=round(float(obs.confidence), 4))
@@ -282,6 +279,13 @@ class Controller:
         j = attrs.evolve(s.jump, k=s.action.k)
         s = attrs.evolve(s, left=s.left - 1, counters=attrs.evolve(
             n, steps=n.steps + 1, predicted=n.predicted + 1))
+        if self.has_probe and j.k == 1:  # the origin's probe came with the first step
+            j = attrs.evolve(j, probe_before=obs.origin_probe, best_probe=obs.origin_probe)
+            n = s.counters
+            s = attrs.evolve(s, counters=attrs.evolve(n, probes=n.probes + 1),
+                             floor=ledger.record(s.floor, spent=c.probe_cost))
+            if not math.isfinite(obs.origin_probe):
+                return self._rollback(attrs.evolve(s, jump=j), reason="probe_critical")
         end = s.left <= 0
         if s.action.probe:
             n = s.counters
@@ -347,7 +351,7 @@ class Controller:
         c = self.config
         j = s.jump
         lost = s.counters.full - j.start_full
-        log.warning("rollback", step=s.counters.steps, reason=reason, horizon=j.horizon,
+        log.info("rollback", step=s.counters.steps, reason=reason, horizon=j.horizon,
                     taken=j.taken or j.k, loss_after=after, expected=expected)
         n = s.counters
         s = attrs.evolve(
@@ -413,3 +417,44 @@ class Controller:
 
     def _probe_due(self, k: int, h: int) -> bool:
         return self.has_probe and (k % self.config.check_interval == 0 or k == h)
+
+
+def check_state(state: object, config: HybridTrainerConfig) -> None:
+    """Refuse (``ValueError``) a controller state that this config could not have produced:
+    wrong types, negative counters, a jump that does not fit its phase (a loaded file)."""
+
+    def bad(what: str) -> ValueError:
+        return ValueError(f"controller state: {what}")
+
+    if not isinstance(state, ControllerState):
+        raise bad(f"not a ControllerState (got {type(state).__name__})")
+    if not isinstance(state.phase, Phase) or not isinstance(state.action, Action):
+        raise bad("phase or action of the wrong type")
+    n = state.counters
+    if not isinstance(n, Counters):
+        raise bad("counters of the wrong type")
+    for f in attrs.fields(Counters):
+        v = getattr(n, f.name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise bad(f"counter {f.name!r} must be an int >= 0 (got {v!r})")
+    if n.full + n.predicted != n.steps or n.kept > n.jumps:
+        raise bad(f"counters disagree (steps {n.steps}, full {n.full}, predicted {n.predicted}, "
+                  f"jumps {n.jumps}, kept {n.kept})")
+    for name in ("left", "since_snapshot", "snapshots"):
+        v = getattr(state, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise bad(f"{name!r} must be an int >= 0 (got {v!r})")
+    if state.snapshots > config.history_size:
+        raise bad(f"{state.snapshots} snapshots in a ring of {config.history_size}")
+    in_jump = state.phase in (Phase.PREDICT, Phase.CORRECT)
+    j = state.jump
+    if in_jump != isinstance(j, JumpState):
+        raise bad(f"phase {state.phase.value} with jump {j!r}")
+    if j is not None and not (isinstance(j.horizon, int) and 1 <= j.horizon <= config.max_predict_steps
+                              and isinstance(j.k, int) and 0 <= j.k <= j.horizon):
+        raise bad(f"jump of horizon {j.horizon!r} at step {j.k!r}")
+    if not isinstance(state.trend, trend.TrendState) or not isinstance(state.floor, ledger.FloorState):
+        raise bad("trend or floor ledger of the wrong type")
+    if len(state.trend.steps) != len(state.trend.losses) or not all(
+            isinstance(v, float) and math.isfinite(v) for v in (*state.trend.steps, *state.trend.losses)):
+        raise bad("trend points must be finite floats, as many steps as losses")

@@ -20,7 +20,7 @@ from hpcore import kernels
 from hpcore._log import get_logger
 from hpcore.bandit import context_vector
 from hpcore.config import HybridTrainerConfig
-from hpcore.controller import Action, Controller, ControllerState, Observation, StepKind
+from hpcore.controller import Action, Controller, ControllerState, Observation, StepKind, check_state
 from hpcore.divergence import DivergenceEvent, DivergenceMonitor, Level
 from hpcore.encoder import StateEncoder
 from hpcore.floor import credit
@@ -111,6 +111,7 @@ class HybridCore:
         self.residuals = (ResidualStore(config.residual_capacity, 6, len(self.offsets) - 1,
                                         config.residual_temperature)
                           if config.residual_capacity > 0 else None)
+        kernels.follow_framework_threads()  # the kernels never outnumber torch's threads
         self.controller = Controller(config, self.predictor.min_snapshots, probe is not None)
         self.state: ControllerState = self.controller.init()
         self.trajectory.save(port.optimizer_state())
@@ -118,6 +119,7 @@ class HybridCore:
         self.jumps: list[JumpRecord] = []
         self.phase_steps = {p.value: 0 for p in Phase}
         self.last_loss = math.nan
+        self._pending_probe = math.nan  # the judging probe, taken by before_full
         self._key = np.zeros(6)  # state key of the jump in progress
 
     # ------------------------------------------------------------------ what comes next
@@ -168,7 +170,10 @@ class HybridCore:
                 events = self.monitor.full_step(step, loss, grad_norm, nonfinite,
                                                 update_baseline=phase in (Phase.WARMUP, Phase.FULL))
                 level = max(level, self._record(events))
-        probe = self._probe_loss() if a.probe else math.nan
+        probe = math.nan
+        if a.probe:
+            probe = self._pending_probe if math.isfinite(self._pending_probe) else self._probe_loss()
+        self._pending_probe = math.nan
         if math.isfinite(loss):
             self.last_loss = float(loss)
         obs = Observation(StepKind.FULL, loss=loss, bad_step=bad_step, nonfinite=nonfinite,
@@ -177,21 +182,37 @@ class HybridCore:
         self.phase_steps[phase.value] += 1
         return StepResult(step, phase, self.last_loss, False, rolled)
 
+    def before_full(self) -> None:
+        """At the start of a full step, before the user's optimizer steps: the probe that
+        judges a jump is taken here, so that a probe that raises changes nothing."""
+        if self.state.action.probe and self.probe is not None:
+            self._pending_probe = self._probe_loss()
+
     def predicted(self) -> StepResult:
-        """A predicted step: the parameters move along the jump; nothing else to compute."""
+        """A predicted step: the parameters move along the jump; nothing else to compute.
+
+        An exception from the user's probe leaves everything as it was before the call.
+        """
         s, a = self.state, self.state.action
         if a.kind is not StepKind.PREDICTED:
             msg = "this step needs gradients: run the backward pass and pass the loss to step()"
             raise RuntimeError(msg)
-        step = s.counters.steps
-        self.trajectory.lay(a.k, s.jump.horizon)
+        step, h = s.counters.steps, s.jump.horizon
+        origin = self._probe_loss() if (a.k == 1 and self.probe is not None) else math.nan
+        reference = origin if a.k == 1 else s.jump.probe_before
+        self.trajectory.lay(a.k, h)
         self.port.commit_params()
         probe, level = math.nan, Level.NORMAL
         if a.probe:
-            probe = self._probe_loss()
-            events = self.monitor.probe(step, probe, s.jump.probe_before, a.k, 0.0)
-            level = self._record(events)
-        rolled = self._advance(Observation(StepKind.PREDICTED, probe_loss=probe, level=level))
+            try:
+                probe = self._probe_loss()
+            except BaseException:
+                self.trajectory.lay(a.k - 1, h)  # back where the call found it
+                self.port.commit_params()
+                raise
+            level = self._record(self.monitor.probe(step, probe, reference, a.k, 0.0))
+        rolled = self._advance(Observation(StepKind.PREDICTED, probe_loss=probe,
+                                           origin_probe=origin, level=level))
         self.phase_steps[Phase.PREDICT.value] += 1
         return StepResult(step, Phase.PREDICT, self.last_loss, True, rolled)
 
@@ -236,9 +257,7 @@ class HybridCore:
         confidence = float(self.predictor.confidence(self.trajectory.history))
         self._key = self.encoder.encode()
         context = tuple(float(v) for v in context_vector(confidence, self._key))
-        probe = self._probe_loss() if self.probe is not None else math.nan
-        return Observation(StepKind.FORECAST, confidence=confidence, context=context,
-                           probe_loss=probe)
+        return Observation(StepKind.FORECAST, confidence=confidence, context=context)
 
     def _learn(self, before: ControllerState, a: Action) -> None:
         """A jump was judged: the predictor and the residual store learn where the trajectory
@@ -326,8 +345,19 @@ class HybridCore:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`. Every part is decoded and checked first; only then is
-        anything changed (``ValueError`` leaves the core as it was)."""
+        """Restore :meth:`state_dict`. A refused state (``ValueError``, whatever went wrong
+        inside) leaves the core exactly as it was."""
+        backup = self.state_dict()
+        try:
+            self._load(state)
+        except Exception as exc:
+            self._load(backup)
+            if isinstance(exc, ValueError):
+                raise
+            msg = f"the hybrid state could not be loaded ({exc!r}); nothing was changed"
+            raise ValueError(msg) from exc
+
+    def _load(self, state: dict[str, Any]) -> None:
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
             got = state.get("version") if isinstance(state, dict) else type(state).__name__
             msg = f"unknown hybrid state version {got!r} (expected {STATE_VERSION})"
@@ -337,9 +367,7 @@ class HybridCore:
             msg = f"hybrid state is for {state.get('size')} parameters, this model has {n}"
             raise ValueError(msg)
         controller = from_plain(state["controller"])
-        if not isinstance(controller, ControllerState):
-            msg = "hybrid state's 'controller' is not a controller state"
-            raise ValueError(msg)
+        check_state(controller, self.config)
         traj = _unflatten(state["trajectory"])
         current = _flatten(self.trajectory.state_dict())
         for name, dst in current.items():

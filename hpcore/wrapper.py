@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from hpcore._log import get_logger
-from hpcore.checkpoint import latest_checkpoint, read_checkpoint, rotate, step_path, write_checkpoint
+from hpcore.checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    read_checkpoint,
+    rotate,
+    step_path,
+    write_checkpoint,
+)
 from hpcore.core import HybridCore, JumpRecord
 from hpcore.divergence import DivergenceEvent
 from hpcore.types import Phase, TrainingStatistics
@@ -107,7 +114,11 @@ class WrapperBase:
         hybrid = _hybrid_of(state)
         if isinstance(hybrid, dict) and hybrid.get("predictor", {}) is None:
             hybrid["predictor"] = self._core.predictor.state_dict()
-        self.load_state_dict(state)
+        try:
+            self.load_state_dict(state)
+        except (ValueError, TypeError, KeyError) as exc:
+            msg = f"{path}: refused, nothing was changed: {exc}"
+            raise CheckpointError(msg) from exc
         return path
 
     def _after_step(self) -> None:

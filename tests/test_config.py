@@ -63,7 +63,7 @@ class TestHybridTrainerConfig:
             MLPConfig(hidden_dim=0)
         with pytest.raises(ValueError, match="'baseline_decay' must be in"):
             DivergenceConfig(baseline_decay=1.0)
-        with pytest.raises(ValueError, match="'dormant_check_interval' must be >= 1"):
-            DivergenceConfig(dormant_check_interval=0)
+        with pytest.raises(ValueError, match=r"'probe_cost' must be in \[0.0, 1000000.0\] \(got -1\)"):
+            HybridTrainerConfig(probe_cost=-1)
         with pytest.raises(ValueError, match="'keep_last_n' must be >= 1"):
             CheckpointConfig(keep_last_n=0)
