@@ -233,6 +233,27 @@ def _rebuild(like: Any, leaves: list[Any], what: str) -> Any:
                                         [jnp.asarray(x) for x in leaves])
 
 
+def _checked_loss(loss_fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], jax.Array]:
+    """``loss_fn`` with its result checked once per trace (free at run time)."""
+
+    def checked(params: Any, batch: Any) -> jax.Array:
+        out = loss_fn(params, batch)
+        if not isinstance(out, jax.Array):
+            msg = (f"loss_fn must return a scalar JAX array computed from params "
+                   f"(got {type(out).__name__})")
+            raise TypeError(msg)
+        if out.size != 1:
+            msg = (f"loss_fn must return a scalar (got shape {tuple(out.shape)}); "
+                   "reduce it, e.g. with .mean()")
+            raise ValueError(msg)
+        if not jnp.issubdtype(out.dtype, jnp.floating):
+            msg = f"loss_fn must return a floating-point scalar (got dtype {out.dtype})"
+            raise TypeError(msg)
+        return jnp.reshape(out, ())
+
+    return checked
+
+
 class HybridTrainer(WrapperBase):
     """Convenience over :class:`HybridOptimizer`: ``step(batch)`` runs the whole step.
 
@@ -252,7 +273,7 @@ class HybridTrainer(WrapperBase):
             raise ValueError(msg)
         self.optimizer = HybridOptimizer(tx, params, config, probe=probe)
         self._core = self.optimizer._core
-        self._grad = jax.jit(jax.value_and_grad(loss_fn))
+        self._grad = jax.jit(jax.value_and_grad(_checked_loss(loss_fn)))
         self.state_dict = self.optimizer.state_dict
         self.load_state_dict = self.optimizer.load_state_dict
 

@@ -180,10 +180,13 @@ class HybridOptimizer(torch.optim.Optimizer, WrapperBase):
         if all(p.grad is None for p in self._flat.params):
             msg = "no gradients: run loss.backward() before step(loss) when need_grads is True"
             raise RuntimeError(msg)
-        read = self._flat.on_cpu or self._core.reads_loss
+        # The loss is read where a decision needs it, and on CPU every step (free there) to
+        # keep a non-finite one out of the optimizer; the gradients' norm on observed steps.
+        observed = self._core.reads_loss
+        read = self._flat.on_cpu or observed
         value = _loss_value(loss) if (read and loss is not None) else math.nan
-        grad_norm = self._flat.grad_norm() if read else math.nan
-        bad = read and not (math.isfinite(grad_norm) and (loss is None or math.isfinite(value)))
+        grad_norm = self._flat.grad_norm() if observed else math.nan
+        bad = (read and loss is not None and not math.isfinite(value)) or grad_norm == math.inf
         self._core.before_full()
         if not bad:
             self.optimizer.step()

@@ -16,8 +16,10 @@ Variants, all with the floor guard off:
 
 - ``judged``: ``HybridTrainerConfig(floor=None)``, the default engine;
 - ``never rolled back``: the same with the judge after the Correct phase keeping every jump
-  (a diagnostic, not a config option: the engine's ``_finish_jump`` is patched for the run),
-  which shows whether the jumps or the judge's rollbacks lose the progress;
+  whose loss after it is finite (a diagnostic, not a config option: for the run, the
+  controller's judge sees a loss trend of infinite noise, so its margin never rejects a jump;
+  the steps gained it reports and the horizon policy learns from are the judge's own), which
+  shows whether the jumps or the judge's rollbacks lose the progress;
 - ``half line``: the Linear forecast shrunk to half its length (``LinearConfig(shrink=0.5)``);
 - ``short jumps``: at most 40 predicted steps per jump (``max_predict_steps=40``).
 
@@ -37,13 +39,15 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import attrs
 import numpy as np
 import structlog
 
+from hpcore import trend
 from hpcore.bench.runner import Curve, run_curve, smoothed, tune_lr, warm_up_engine
 from hpcore.bench.workloads import WORKLOADS, get_task
 from hpcore.config import HybridTrainerConfig, LinearConfig
-from hpcore.engine import HybridEngine
+from hpcore.controller import Controller
 
 WINDOW = 3
 Patch = Callable[[], contextlib.AbstractContextManager[Any]]
@@ -51,22 +55,30 @@ Patch = Callable[[], contextlib.AbstractContextManager[Any]]
 
 @contextlib.contextmanager
 def judge_keeps_every_jump() -> Iterator[None]:
-    """The judge after the Correct phase keeps every jump whose probe loss is finite
-    (diagnostic only; the in-jump checks and the monitor still roll back)."""
-    original = HybridEngine._finish_jump
+    """The judge after the Correct phase keeps every jump whose loss after it is finite
+    (diagnostic only; a probe during the jump, a critical event and a non-finite loss still
+    roll back). While the controller judges, the loss trend's fit reports infinite noise, so
+    the judge's margin (two deviations of its expectation) admits any finite loss; its slope,
+    hence the steps gained that the policy learns from, is the real one."""
+    original = Controller._judge
+    real_fit = trend.fit
 
-    def keep(self: HybridEngine, *, loss_after: float | None, gained: float | None,
-             rolled_back: bool, reason: str, credited: float | None = None) -> None:
-        if reason == "judged" and loss_after is not None and math.isfinite(loss_after):
-            rolled_back = False
-        original(self, loss_after=loss_after, gained=gained, rolled_back=rolled_back,
-                 reason=reason, credited=credited)
+    def wide(state: trend.TrendState) -> trend.TrendFit | None:
+        f = real_fit(state)
+        return None if f is None else attrs.evolve(f, noise=math.inf)
 
-    HybridEngine._finish_jump = keep  # type: ignore[method-assign]
+    def keep(self: Controller, *args: Any, **kwargs: Any) -> Any:
+        trend.fit = wide
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            trend.fit = real_fit
+
+    Controller._judge = keep  # type: ignore[method-assign]
     try:
         yield
     finally:
-        HybridEngine._finish_jump = original  # type: ignore[method-assign]
+        Controller._judge = original  # type: ignore[method-assign]
 
 
 # name -> (config, a context the run is taken in)

@@ -20,7 +20,7 @@ START, END = "<!-- section:benchmarks -->", "<!-- section:end -->"
 MACHINE = "2-core CPU VM, no GPU"
 
 INTRO = """\
-`hpcore bench --suite` measures time-to-target (DESIGN section 8): for each workload, optimizer
+`hpcore bench --suite` measures time-to-target (DESIGN section 9): for each workload, optimizer
 (SGD with momentum 0.9, Adam) and schedule (constant, cosine), the plain loop's learning rate
 is tuned by a sweep on seed 0 at the full step budget; then, for each of 3 seeds, the tuned
 baseline, the hybrid trainer (default `HybridTrainerConfig()`, told the budget as
@@ -32,24 +32,26 @@ turn, in an order shuffled every round, so that the VM's speed drifting during a
 of them alike and no run always follows the same one; past the budget the methods still short
 of the target go on together). Step budgets are small so that the whole suite fits in minutes
 on a 2-core CPU: 600 steps (MNIST MLP), 400 (MNIST CNN, Shakespeare transformer), 800 (JAX
-digits MLP), 1,000 (NumPy breast-cancer softmax regression). The default floor guard
-(`floor=0.95`) lets a jump start only when 5% of the run covers a rollback of its 40 Correct
-steps plus the engine's own time: these budgets' slack (20-50 steps) does not, so here the
-hybrid trainer never jumps and its rows measure the price of the guard alone (its dormant
-steps: the plain loop's step, the loss checked, one step in 2 to 128 fully guarded, as its
-measured cost allows); the longer budgets below do jump. Steps are not the cost, wall-clock is:
-with a constant learning rate the other methods may run on up to 1.5x the baseline's budget to
-reach its final loss (a cosine schedule ends with the budget, so there they stop at it); "final
-val loss vs baseline" compares at the baseline's budget. Validation losses are read as means of
-3 consecutive evaluations. The suite rewrites its `suite.md` and `suite.json` after every
-configuration (marked partial until the last), so an interrupted run keeps what it finished.
+digits MLP), 1,000 (NumPy breast-cancer softmax regression). A first jump needs 400 observed
+steps of history (10 snapshots 40 steps apart) and room for the jump and its 50 Correct steps
+before the budget ends; the default floor guard (`floor=0.95`) then lets it start only when 5%
+of the budget covers a rollback of those 50 Correct steps: budgets under 1,000 steps do not, so
+there the hybrid trainer never jumps and its rows measure the wrapper's cost alone (the
+predicted column shows where it did jump). Engine overhead is measured by the benchmark (the
+library reads no clock): a run's wall-clock less its backward passes at the baseline's mean
+step time, the runs side by side; the control row shows the noise of that difference. Steps are
+not the cost, wall-clock is: with a constant learning rate the other methods may run on up to
+1.5x the baseline's budget to reach its final loss (a cosine schedule ends with the budget, so
+there they stop at it); "final val loss vs baseline" compares at the baseline's budget.
+Validation losses are read as means of 3 consecutive evaluations. The suite rewrites its
+`suite.md` and `suite.json` after every configuration (marked partial until the last), so an
+interrupted run keeps what it finished.
 """
 
 LONGER = """\
 The same suite on the two MNIST workloads with a budget of 2,000 steps for every run: 5% of
-it (100 steps) covers one or two rollbacks, so the guarded hybrid trainer may jump where the
-engine's own time, reserved for the rest of the run, leaves it that slack (the predicted
-column shows where it did).
+it (100 steps) covers two rollbacks of a jump's 50 Correct steps, so the guarded hybrid trainer
+may jump (the predicted column shows where it did).
 """
 
 

@@ -103,6 +103,9 @@ class Action:
     after: float = attrs.field(default=math.nan, eq=False)
 
 
+_PLAIN = {(o, sn): Action(observe=o, snapshot=sn) for o in (False, True) for sn in (False, True)}
+
+
 @attrs.frozen
 class Counters:
     """Steps of each kind so far, and what jumps did."""
@@ -191,11 +194,15 @@ class Controller:
 
     def _after_full(self, s: ControllerState, obs: Observation) -> ControllerState:
         n = s.counters
-        s = attrs.evolve(s, counters=attrs.evolve(n, steps=n.steps + 1, full=n.full + 1),
-                         left=s.left - 1)
+        counters = Counters(n.steps + 1, n.full + 1, n.predicted, n.jumps, n.kept, n.rollbacks,
+                            n.probes)
         if s.action.observe:
-            s = attrs.evolve(s, since_snapshot=0 if obs.snapshot else s.since_snapshot + 1,
+            s = attrs.evolve(s, counters=counters, left=s.left - 1,
+                             since_snapshot=0 if obs.snapshot else s.since_snapshot + 1,
                              snapshots=min(s.snapshots + obs.snapshot, self.config.history_size))
+        else:
+            s = attrs.evolve(s, counters=counters, left=s.left - 1)
+        if s.action.observe:
             if s.jump is not None and obs.snapshot:
                 s = attrs.evolve(s, jump=attrs.evolve(s.jump, pushed=s.jump.pushed + 1))
         critical = obs.nonfinite > 0 or obs.level is Level.CRITICAL
@@ -238,11 +245,11 @@ class Controller:
         if self._too_late(s):
             log.info("jumps_over", step=s.counters.steps, reason="total_steps")
             return self._next_full(attrs.evolve(s, left=_NEVER))
-        if s.snapshots < self.min_snapshots or trend.fit(s.trend) is None:
-            return self._next_full(attrs.evolve(s, left=max(self._history_steps(s), 1)))
-        if horizon.idle_decisions(s.policy) > 0:
+        if horizon.idle_decisions(s.policy) > 0:  # sitting out: the pause counts down first
             policy, _ = horizon.choose(s.policy, np.zeros(0))
             return self._next_full(attrs.evolve(s, policy=policy, left=c.full_steps))
+        if s.snapshots < self.min_snapshots or trend.fit(s.trend) is None:
+            return self._next_full(attrs.evolve(s, left=max(self._history_steps(s), 1)))
         if not self._affordable(s):
             return self._next_full(attrs.evolve(s, left=c.full_steps), save=True)
         return attrs.evolve(s, left=0, action=Action(forecast=True))
@@ -371,8 +378,15 @@ class Controller:
         since = 0 if restart else s.since_snapshot
         snaps = 0 if restart else s.snapshots
         probe = self.has_probe and s.phase is Phase.CORRECT and s.left == 1
-        action = Action(observe=observe, restart=restart, probe=probe,
-                        snapshot=observe and since + 1 >= self.config.snapshot_interval, **extra)
+        snapshot = observe and since + 1 >= self.config.snapshot_interval
+        if extra or restart or probe:
+            action = Action(observe=observe, restart=restart, probe=probe, snapshot=snapshot,
+                            **extra)
+        else:  # the common step: one of four plain actions, built once
+            action = _PLAIN[observe, snapshot]
+        if (action is s.action and observe == s.observing and since == s.since_snapshot
+                and snaps == s.snapshots):
+            return s
         return attrs.evolve(s, observing=observe, since_snapshot=since, snapshots=snaps,
                             action=action)
 
@@ -389,6 +403,8 @@ class Controller:
         if s.phase is Phase.PREDICT or self._too_late(s, ahead=s.left):
             return _NEVER
         wait = s.left + horizon.idle_decisions(s.policy) * c.full_steps
+        if c.floor is not None and c.total_steps is not None and not self._affordable(s):
+            return _NEVER  # the whole run's credit cannot cover a jump: it never will
         if c.floor is not None and c.total_steps is None:
             short = self._worst_case() - ledger.credit(s.floor, c.floor, s.counters.steps, None)
             wait = max(wait, math.ceil(short / (1.0 - c.floor)))

@@ -157,13 +157,18 @@ class HybridCore:
         nonfinite, snap, level = 0, False, Level.NORMAL
         if bad_step:
             level = self._record([DivergenceEvent(step, "nan_inf", Level.WARNING, loss)])
+            if not a.observe:  # rare: are the parameters themselves gone? (one pass over N)
+                self.port.sync_params()
+                nonfinite = int(kernels.vector_stats(self.trajectory.theta)[2])
         if a.observe:
             self.port.sync_params()
             loss, grad_norm = self.port.all_reduce_mean((loss, grad_norm))
             nonfinite, snap = self.trajectory.observe(a.snapshot)
             if snap:
                 self.predictor.observe_snapshot(self.trajectory.history)
-            if not bad_step:
+        if nonfinite and (bad_step or math.isnan(loss)):
+            level = self._record([DivergenceEvent(step, "nan_inf", Level.CRITICAL, nonfinite)])
+        elif a.observe and not bad_step and not math.isnan(loss):  # a loss was given and read
                 update_norm, cosine = (successive_moves(self.trajectory.history) if snap
                                        else (math.nan, math.nan))
                 self.encoder.observe(loss, grad_norm, update_norm, cosine)

@@ -103,26 +103,6 @@ class DivergenceMonitor:
             self._absorb(loss, grad_norm)
         return events
 
-    def quiet(self, loss: float, grad_norm: float) -> bool:
-        """The cheap guard of a dormant step (a finite ``loss`` assumed): true when neither
-        the loss z-score nor the gradient ratio reaches a warning; such a step feeds the
-        baselines, so that they are current when the bookkeeping resumes. False: let
-        :meth:`full_step` judge it. A non-finite gradient norm (a mixed-precision step the
-        scaler skipped) is not a spike, as in :meth:`full_step`."""
-        if self.zscore(loss) > self.warning_zscore:
-            return False
-        if any(e.level >= Level.WARNING for e in self._gradient(-1, grad_norm)):
-            return False
-        self._absorb(loss, grad_norm)
-        return True
-
-    def loss_limit(self) -> float:
-        """The highest loss whose z-score is not a warning (infinite before the baseline is
-        trusted): a dormant step's lean check compares the loss with it."""
-        if self.seen < self.config.min_baseline_steps:
-            return math.inf
-        return self.mean + self.warning_zscore * self.spread()
-
     def probe(self, step: int, loss: float, reference: float, skipped: int,
               slope: float) -> list[DivergenceEvent]:
         """Judge a forward-only probe loss, ``skipped`` predicted steps into a jump."""

@@ -25,8 +25,8 @@ class StepResult:
     Attributes:
         step: index of this step (0-based, predicted steps included).
         phase: the phase the step ran in.
-        loss: the minibatch loss of a full step; on a predicted step the last known loss
-            (never ``None``; ``nan`` before any loss was seen).
+        loss: the last loss the wrapper read: the minibatch loss of an observed full step,
+            otherwise the last known one (never ``None``; ``nan`` before any loss was read).
         was_predicted: the parameters were moved by the predictor, no gradient was computed.
         rolled_back: this step ended with a rollback to the last good state.
     """

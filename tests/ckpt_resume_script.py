@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import structlog
 
-from hpcore import HybridTrainerConfig
+from hpcore import HybridTrainerConfig, LinearConfig
 from hpcore.adapters.numpy import HybridTrainer
 from hpcore.bench.numpy_mlp import MLP, load_digits_split
 from hpcore.optim import Adam
@@ -26,11 +26,14 @@ def main(argv: list[str]) -> None:
     save = argv[argv.index("--save") + 1] if "--save" in argv else None
     x, y, _, _ = load_digits_split(0)
     model = MLP(64, 32, 10)
-    # cost_model="steps": decisions from losses alone, so the two processes can agree bit for bit.
-    cfg = HybridTrainerConfig(warmup_steps=50, full_steps=40, max_predict_steps=40,
-                              correct_steps=20, cost_model="steps", floor=None)
+    # Decisions are counted in steps and read no clock: the two processes agree bit for bit.
+    # Jumps in both halves of the 460 test steps; step 230 falls inside one (Correct).
+    cfg = HybridTrainerConfig(warmup_steps=50, full_steps=20, max_predict_steps=20,
+                              correct_steps=10, history_size=4, snapshot_interval=10,
+                              predictor=LinearConfig(window=4), floor=None)
+    sizes = [int(np.prod(s)) for s in model.shapes]
     trainer = HybridTrainer(model.init(0), model.loss_and_grad, Adam(1e-3), cfg,
-                            loss_fn=model.loss)
+                            group_sizes=sizes)
     if load:
         trainer.load_checkpoint(load)
     assert trainer.current_step == start

@@ -16,7 +16,7 @@ class Quadratic:
 
     def __init__(self) -> None:
         self.grad_calls = 0
-        self.loss_calls = 0
+        self.loss_calls = 0  # forward-only losses: probes included
 
     def loss_and_grad(self, p: np.ndarray, c):
         self.grad_calls += 1
@@ -29,6 +29,11 @@ class Quadratic:
         self.loss_calls += 1
         r = p.astype(np.float64) - c
         return 0.5 * float(r @ r)
+
+    def probe(self, p: np.ndarray, c):
+        """A trainer's probe: the zero-argument forward-only loss at ``c`` of the live
+        parameters ``p`` (the array the trainer moves in place)."""
+        return lambda: self.loss(p, c)
 
 
 @pytest.fixture
@@ -62,3 +67,9 @@ def run_readme_block(tmp_path):
         return out.stdout
 
     return run
+
+
+@pytest.fixture(name="readme_block")
+def readme_block_fixture():
+    """:func:`readme_block` as a fixture."""
+    return readme_block

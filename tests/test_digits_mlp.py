@@ -1,7 +1,8 @@
 """End to end: a NumPy MLP on scikit-learn's digits, hybrid against plain.
 
-The default config less its floor guard: on a model this small the engine's own time leaves
-the guard no slack for a jump, and this test is about what jumps do to accuracy.
+The default config less its floor guard (the runner tells it the step budget as
+``total_steps``): the guard's slack over 1,500 steps affords about one jump, and this test
+is about what jumps do to accuracy.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ STEPS = 1500
 
 
 @pytest.fixture(autouse=True)
-def quiet_engine():
+def quiet_trainer():
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     yield
     structlog.reset_defaults()

@@ -1,4 +1,4 @@
-"""Divergence monitor: every signal, level and the engine's action on it."""
+"""Divergence monitor: every signal, level and what the trainer does on it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hpcore import DivergenceConfig, HybridTrainerConfig, Level
+from hpcore import DivergenceConfig, HybridTrainerConfig, Level, LinearConfig, Phase
 from hpcore.adapters.numpy import HybridTrainer
 from hpcore.divergence import DivergenceMonitor
 from hpcore.optim import SGD
@@ -52,17 +52,6 @@ class TestDivergenceMonitor:
         assert signals(m.full_step(100, 5.0, 1.0, 0, update_baseline=False)) == [
             ("loss_zscore", Level.CRITICAL)]
 
-    def test_loss_limit_is_the_last_loss_without_a_warning(self):
-        """A lean dormant step compares its loss with ``loss_limit``: just below it the loss
-        is quiet, just above it the z-score warns; unknown baseline: no limit."""
-        assert monitor().loss_limit() == math.inf
-        m = warmed()
-        limit = m.loss_limit()
-        assert 1.0 < limit < 2.0
-        assert m.zscore(limit * (1 - 1e-9)) <= 4.0 < m.zscore(limit * (1 + 1e-9))
-        assert not m.quiet(limit * (1 + 1e-9), 1.0)
-        assert m.quiet(limit * (1 - 1e-9), 1.0)
-
     def test_gradient_explosion_and_vanishing(self):
         """Gradient norm far above its level warns, then is critical; far below is a caution."""
         m = warmed()
@@ -98,20 +87,77 @@ class TestDivergenceMonitor:
             DivergenceConfig(grad_explosion_ratio=100.0, grad_critical_ratio=10.0)
 
 
-def test_gradient_explosion_rolls_back_and_is_exported(quadratic, tmp_path):
-    """A critical gradient spike restores the last good state; the event reaches the JSON."""
-    cfg = HybridTrainerConfig(warmup_steps=50, full_steps=20)
-    trainer = HybridTrainer(np.zeros(8, np.float32), quadratic.loss_and_grad, SGD(lr=1e-6), cfg,
-                            loss_fn=quadratic.loss)
-    rng = np.random.default_rng(0)
-    for _ in range(40):
-        trainer.step(np.full(8, 1.0) + 0.01 * rng.normal(size=8))
-    result = trainer.step(np.full(8, 1e5))  # gradient 1e5x its running level
-    assert result.rolled_back
-    assert trainer.statistics().divergence_events == {"grad_explosion": 1, "loss_zscore": 1}
-    data = json.loads(trainer.export_metrics(tmp_path / "m.json").read_text())
-    exported = {(e["signal"], e["level"]) for e in data["divergence_events"]}
-    assert exported == {("grad_explosion", "critical"), ("loss_zscore", "critical")}
+class TestDivergenceInARun:
+    def test_gradient_explosion_rolls_back_and_is_exported(self, quadratic, tmp_path):
+        """A critical gradient spike on an observed step restores the last good state and
+        its optimizer state; the events reach the statistics and the JSON."""
+        cfg = HybridTrainerConfig(warmup_steps=50, full_steps=20, floor=None)
+        params = np.zeros(8, np.float32)
+        optimizer = SGD(lr=1e-6, momentum=0.9)
+        trainer = HybridTrainer(params, quadratic.loss_and_grad, optimizer, cfg)
+        origin = params.copy()
+        rng = np.random.default_rng(0)
+        for _ in range(40):
+            trainer.step(np.full(8, 1.0) + 0.01 * rng.normal(size=8))
+        assert not np.array_equal(params, origin)
+        result = trainer.step(np.full(8, 1e5))  # gradient 1e5x its running level
+        assert result.rolled_back and result.phase is Phase.WARMUP
+        np.testing.assert_array_equal(params, origin)  # the last good state: the start
+        # Its optimizer state (no momentum yet); the schedule still counts every step.
+        assert optimizer.state_dict() == {"momentum_buffer": None, "schedule_step": 41}
+        stats = trainer.statistics()
+        assert stats.rollbacks == 1
+        assert stats.divergence_events == {"grad_explosion": 1, "loss_zscore": 1}
+        assert trainer.phase is Phase.FULL
+        assert [(e.step, e.signal, e.level) for e in trainer.events] == [
+            (40, "loss_zscore", Level.CRITICAL), (40, "grad_explosion", Level.CRITICAL)]
+        data = json.loads(trainer.export_metrics(tmp_path / "m.json").read_text())
+        exported = {(e["signal"], e["level"]) for e in data["divergence_events"]}
+        assert exported == {("grad_explosion", "critical"), ("loss_zscore", "critical")}
+
+    def test_a_warning_is_recorded_without_a_rollback(self, quadratic):
+        """A loss z-score at the warning level is an event; the step stands."""
+        cfg = HybridTrainerConfig(warmup_steps=50, full_steps=20, floor=None)
+        trainer = HybridTrainer(np.zeros(8, np.float32), quadratic.loss_and_grad,
+                                SGD(lr=1e-6), cfg)
+        rng = np.random.default_rng(0)
+        for _ in range(40):
+            trainer.step(np.full(8, 1.0) + 0.01 * rng.normal(size=8))
+        result = trainer.step(np.full(8, 1.045))  # the loss 9% up: about 9 deviations
+        assert not result.rolled_back
+        assert [(e.signal, e.level) for e in trainer.events] == [("loss_zscore", Level.WARNING)]
+        assert trainer.statistics().rollbacks == 0 and trainer.phase is Phase.WARMUP
+
+
+    def test_probe_rise_ends_the_jump_at_its_origin(self, quadratic):
+        """During a jump a probe loss that rises past the tolerance is a warning; with no
+        checked point better than the origin the jump is undone exactly."""
+        cfg = HybridTrainerConfig(warmup_steps=10, full_steps=20, max_predict_steps=20,
+                                  correct_steps=10, history_size=4, snapshot_interval=5,
+                                  check_interval=10, predictor=LinearConfig(window=4),
+                                  rollback_tolerance=0.05, floor=None)
+        params = np.zeros(8, np.float32)
+        optimizer = SGD(lr=0.005, momentum=0.5)
+        # Training pulls towards 10, the probe towards the start: the jump raises its loss.
+        trainer = HybridTrainer(params, quadratic.loss_and_grad, optimizer, cfg,
+                                probe=quadratic.probe(params, np.zeros(8)))
+        far = np.full(8, 10.0)
+        while trainer.phase is not Phase.PREDICT:
+            assert trainer.current_step < 200
+            trainer.step(far)
+        origin, momentum = params.copy(), optimizer.state_dict()["momentum_buffer"].copy()
+        results = [trainer.step(far)]
+        while not results[-1].rolled_back:
+            results.append(trainer.step(far))
+        assert all(r.was_predicted for r in results) and len(results) == 10
+        np.testing.assert_array_equal(params, origin)
+        np.testing.assert_array_equal(optimizer.state_dict()["momentum_buffer"], momentum)
+        assert [(e.signal, e.level) for e in trainer.events] == [("probe_rise", Level.WARNING)]
+        assert trainer.events[0].value > cfg.rollback_tolerance
+        stats = trainer.statistics()
+        assert stats.rollbacks == 1 and stats.jumps_accepted == 0
+        assert stats.forward_only_passes == quadratic.loss_calls == 2  # at the origin, at k=10
+        assert trainer.phase is Phase.FULL and trainer.jumps[0].rolled_back
 
 
 @given(st.lists(st.floats(0.0, 10.0), min_size=0, max_size=60))

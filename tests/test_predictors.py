@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hpcore import HybridTrainerConfig, LinearConfig, MLPConfig, Phase, RSSMConfig
+from hpcore import HybridTrainerConfig, LinearConfig, MLPConfig, RSSMConfig
 from hpcore.adapters.numpy import HybridTrainer
 from hpcore.history import SnapshotHistory
 from hpcore.optim import SGD
@@ -25,7 +25,7 @@ def feed(predictor, trajectory, history_size=8):
     history = SnapshotHistory(theta, history_size, 1, None)
     for row in trajectory:
         theta[:] = row
-        history.observe(theta)
+        history.observe(theta, True)
         predictor.observe_snapshot(history)
     return history, theta
 
@@ -70,7 +70,8 @@ class TestFeatures:
 
 class TestConfiguredPredictorIsUsed:
     def test_predictors_give_different_updates(self):
-        """Linear, MLP and RSSM predict different jumps from the same run up to its first jump."""
+        """Linear, MLP and RSSM move the parameters in different directions on their first
+        predicted step of the same run."""
         rng = np.random.default_rng(0)
         n = 64
         curvature = np.geomspace(0.05, 5.0, n)  # slow and fast directions
@@ -81,11 +82,7 @@ class TestConfiguredPredictorIsUsed:
             r = p.astype(np.float64) - c
             return 0.5 * float(curvature @ (r * r)), (curvature * r).astype(np.float32)
 
-        def loss(p, c):
-            r = p.astype(np.float64) - c
-            return 0.5 * float(curvature @ (r * r))
-
-        directions = {}
+        moves = {}
         for name, predictor in [("linear", LinearConfig(window=6)),
                                 ("mlp", MLPConfig(window=6, sample_size=64, batch_size=64)),
                                 ("rssm", RSSMConfig(window=6, sample_size=64, batch_size=64))]:
@@ -93,17 +90,17 @@ class TestConfiguredPredictorIsUsed:
                                       snapshot_interval=10, predictor=predictor,
                                       confidence_threshold=0.0, floor=None)
             trainer = HybridTrainer(np.zeros(n, np.float32), loss_and_grad,
-                                    SGD(lr=0.05, momentum=0.9), cfg, loss_fn=loss)
+                                    SGD(lr=0.05, momentum=0.9), cfg)
             for b in batches:
-                trainer.step(b)
-                if trainer.current_phase is Phase.PREDICT:
+                before = trainer.params.copy()
+                if trainer.step(b).was_predicted:
                     break
-            assert trainer.current_phase is Phase.PREDICT, name
-            assert isinstance(trainer.engine.predictor, type(make_predictor(predictor)))
-            directions[name] = trainer.engine._direction.copy()
+            assert trainer.statistics().predicted_steps == 1, name
+            move = trainer.params.astype(np.float64) - before
+            moves[name] = move / np.linalg.norm(move)
         for a, b in [("linear", "mlp"), ("linear", "rssm"), ("mlp", "rssm")]:
-            assert np.all(np.isfinite(directions[a]))
-            gap = np.linalg.norm(directions[a] - directions[b]) / np.linalg.norm(directions[a])
+            assert np.all(np.isfinite(moves[a]))
+            gap = np.linalg.norm(moves[a] - moves[b])
             assert gap > 1e-3, (a, b, gap)
 
 
@@ -158,14 +155,15 @@ class TestLearning:
         history, theta = feed(p, traj[:20])
         out = np.zeros_like(theta)
         p.forecast(history, theta, 10, out)
-        assert len(p._jumps) == 0
+        assert len(p.state_dict()["jumps"]["y"]) == 0
         # The optimizer undid the jump on the first half (fast), kept it on the second.
         actual = out.copy()
         actual[:16] = 0.0
         p.learn_from_jump(actual, taken=10, horizon=10, correct_steps=0)
-        assert len(p._jumps) == 32
-        assert np.sum(np.abs(p._jumps.y) < 1e-3) >= 16  # the undone half teaches "no move"
-        assert np.sum(np.abs(p._jumps.y) > 0.5) >= 16  # the kept half its velocity
+        rows = p.state_dict()["jumps"]["y"]
+        assert len(rows) == 32
+        assert np.sum(np.abs(rows) < 1e-3) >= 16  # the undone half teaches "no move"
+        assert np.sum(np.abs(rows) > 0.5) >= 16  # the kept half its velocity
 
 
 class TestConfidence:
@@ -208,7 +206,7 @@ class TestStateDict:
         b.load_state_dict(a.state_dict())
         for row in traj[30:35]:
             theta[:] = row
-            history.observe(theta)
+            history.observe(theta, True)
             a.observe_snapshot(history)
             b.observe_snapshot(history)
         out_a, out_b = np.zeros_like(theta), np.zeros_like(theta)
@@ -224,23 +222,28 @@ class TestStateDict:
         with pytest.raises(ValueError, match="predictor state 'params' has shapes"):
             MLPPredictor(MLPConfig(window=4, hidden_dim=5)).load_state_dict(state)
 
-    def test_engine_checkpoint_carries_the_predictor(self):
-        """The engine's state dict round-trips a learned predictor inside a run."""
-        _, traj = drift(n=16, steps=200)
+    def test_trainer_state_carries_the_predictor(self):
+        """The trainer's state dict round-trips a learned predictor inside a run: a second
+        trainer loaded mid-run takes the same jumps to the same parameters."""
+        _, traj = drift(n=16, steps=400)
 
         def loss_and_grad(p, c):
             r = p.astype(np.float64) - c
             return 0.5 * float(r @ r), r.astype(np.float32)
 
-        cfg = HybridTrainerConfig(warmup_steps=10, full_steps=30, history_size=6,
-                                  snapshot_interval=5, predictor=MLPConfig(window=4, sample_size=16))
+        cfg = HybridTrainerConfig(full_steps=20, correct_steps=10, max_predict_steps=20,
+                                  history_size=6, snapshot_interval=5, floor=None,
+                                  confidence_threshold=0.0,
+                                  predictor=MLPConfig(window=4, sample_size=16))
         a = HybridTrainer(np.zeros(16, np.float32), loss_and_grad, SGD(lr=0.1), cfg)
         for row in traj[:100]:
             a.step(row)
-        b = HybridTrainer(a.params.copy(), loss_and_grad, SGD(lr=0.1), cfg)
-        b.engine.load_state_dict(a.engine.state_dict())
-        b.engine.port.optimizer.load_state_dict(a.engine.port.optimizer.state_dict())
+        b = HybridTrainer(np.zeros(16, np.float32), loss_and_grad, SGD(lr=0.1), cfg)
+        b.load_state_dict(a.state_dict())
+        jumps_before = a.statistics().jumps
         for row in traj[100:]:
             a.step(row)
             b.step(row)
         np.testing.assert_array_equal(a.params, b.params)
+        assert a.statistics() == b.statistics()
+        assert a.statistics().jumps > jumps_before

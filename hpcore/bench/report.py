@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from hpcore.bench.runner import Curve
+from hpcore.bench.runner import Curve, engine_seconds, overhead_pct
+from hpcore.config import HybridTrainerConfig
 
 __all__ = ["at_wall", "plot", "summary_rows", "table", "write_json"]
 
@@ -22,15 +23,16 @@ def at_wall(curve: Curve, seconds: float, what: str = "val_loss") -> float:
 
 def summary_rows(baseline: Curve, hybrid: Curve, ttt: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per run: final quality (equal steps, equal wall-clock), cost, time-to-target,
-    what the engine did and its overhead per step as a share of a baseline step."""
+    what the engine did and its time per step as a share of a baseline step
+    (:func:`~hpcore.bench.runner.overhead_pct`: the wall clock beyond the run's backward
+    passes priced at the baseline's mean step time; 0 for the baseline by construction)."""
     wall_cap = min(baseline.wall[-1], hybrid.wall[-1])
-    base_step_s = float(baseline.wall[-1]) / max(int(baseline.steps[-1]), 1)
     rows = []
     for c in (baseline, hybrid):
         s = c.statistics or {}
         steps = max(int(c.steps[-1]), 1)
         is_base = c is baseline
-        rows.append({
+        row = {
             "run": c.label,
             "val_loss": float(c.val_loss[-1]),
             "val_acc": float(c.val_acc[-1]),
@@ -42,20 +44,34 @@ def summary_rows(baseline: Curve, hybrid: Curve, ttt: dict[str, Any]) -> list[di
             "backward_to_target": ttt["baseline_backward"] if is_base else ttt["method_backward"],
             "predicted_pct": 100.0 * s.get("predicted_steps", 0) / steps,
             "rollbacks": s.get("rollbacks", 0),
-            "overhead_pct": 100.0 * (c.overhead_s / steps) / max(base_step_s, 1e-12),
+            "engine_s": engine_seconds(baseline, c),
+            "overhead_pct": overhead_pct(baseline, c),
             "steps": steps,
             "jumps": s.get("jumps", 0),
             "jumps_kept": s.get("jumps_accepted", 0),
-            "dormant_steps": s.get("dormant_steps", 0),
             "floor_credit": s.get("floor_credit"),
-        })
+        }
+        if c.config is not None:
+            row.update(_jump_needs(c.config))
+        rows.append(row)
     return rows
+
+
+def _jump_needs(config: HybridTrainerConfig) -> dict[str, int]:
+    """What the controller needs before a first jump, in steps (DESIGN 4): a history of
+    ``window`` snapshots ``snapshot_interval`` observed steps apart after the warm-up, then
+    room for the shortest jump and its Correct phase; ``worst_case``: what a rollback of it
+    costs the floor guard's ledger (its Correct steps; no probe runs in the benchmark)."""
+    history = config.warmup_steps + getattr(config.predictor, "window", 2) * config.snapshot_interval
+    shortest = min(config.check_interval, config.max_predict_steps)
+    return {"first_jump_needs": history + shortest + config.correct_steps,
+            "history_steps": history, "worst_case": config.correct_steps}
 
 
 def table(rows: list[dict[str, Any]], ttt: dict[str, Any]) -> str:
     """A plain-text table for the terminal, with the time-to-target verdict under it."""
     head = ["run", "val loss", "val acc", "loss@eq wall", "acc@eq wall", "wall s", "backward",
-            "to target s", "bwd to target", "predicted %", "rollbacks", "overhead %"]
+            "to target s", "bwd to target", "predicted %", "rollbacks", "engine %/step"]
     keys = ["run", "val_loss", "val_acc", "val_loss_at_equal_wall", "val_acc_at_equal_wall",
             "wall_s", "backward_passes", "wall_to_target_s", "backward_to_target",
             "predicted_pct", "rollbacks", "overhead_pct"]
@@ -88,23 +104,33 @@ def table(rows: list[dict[str, Any]], ttt: dict[str, Any]) -> str:
         lines.append(f"time-to-target: {speed:.2f}x wall-clock ({verdict} than the tuned baseline), "
                      f"{ttt['backward_speedup']:.2f}x backward passes")
     hyb = rows[-1]
-    lines.append(f"engine overhead: {hyb['overhead_pct']:.1f}% of a baseline step per step "
-                 "(engine_time_s / steps over the baseline's mean step time)")
+    lines.append(f"engine time per step: {hyb['overhead_pct']:.1f}% of a baseline step "
+                 f"({hyb['engine_s']:.3f} s in all: the hybrid's wall clock less its "
+                 f"{hyb['backward_passes']} backward passes at the baseline's mean step time, "
+                 "measured side by side)")
     lines.append(what_the_engine_did(hyb))
     return "\n".join(lines)
 
 
 def what_the_engine_did(row: dict[str, Any]) -> str:
-    """One line on the hybrid run's jumps and sit-outs, and why it sat out (the floor)."""
+    """One line on the hybrid run's jumps: how many, kept, rolled back, the predicted share;
+    with no jump, why where the row shows it (too short a run, the floor guard's credit)."""
     credit = row["floor_credit"]
     ledger = "" if credit is None else f"; the floor guard's credit ended at {credit:.0f} steps"
-    dormant = f"dormant (sitting out) {row['dormant_steps']} of {row['steps']} steps"
     if row["jumps"] == 0:
-        why = (" (the floor guard found no jump it could afford before the run's end)"
-               if credit is not None and
-               row["dormant_steps"] == row["steps"] else "")
-        return f"hybrid: no jump, {dormant}{why}{ledger}"
-    return f"hybrid: {row['jumps']} jumps ({row['jumps_kept']} kept), {dormant}{ledger}"
+        why = ""
+        needs = row.get("first_jump_needs")
+        if needs is not None and row["steps"] < needs:
+            why = (f" (a first jump needs {needs} steps: {row['history_steps']} of warm-up and "
+                   "history, then the shortest jump and its Correct phase)")
+        elif credit is not None and "worst_case" in row and credit < row["worst_case"]:
+            why = (f" (the floor guard's credit never covered a jump's worst case of "
+                   f"{row['worst_case']} steps)")
+        return f"hybrid: no jump in {row['steps']} steps{why}{ledger}"
+    rolled = row["jumps"] - row["jumps_kept"]
+    jumps = f"{row['jumps']} jump" + ("s" if row["jumps"] > 1 else "")
+    return (f"hybrid: {jumps} ({row['jumps_kept']} kept, {rolled} rolled back), "
+            f"{row['predicted_pct']:.1f}% of {row['steps']} steps predicted{ledger}")
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> Path:

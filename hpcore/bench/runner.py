@@ -1,14 +1,16 @@
-"""Time-to-target runs: a tuned baseline, the hybrid trainer and the peers (DESIGN 8).
+"""Time-to-target runs: a tuned baseline, the hybrid trainer and the peers (DESIGN 9).
 
 Target = the baseline's final validation loss. Validation is timed out of the wall clock, and
 so is JAX's JIT warm-up, a one-off cost that a long run amortises: a step in which JAX
-compiled (seen through ``jax.monitoring``) is left out whole, since a compiled function's
-first call costs a few milliseconds beyond the compilation those events report (``python
-benchmarks/jax_step_costs.py``: 4-6 ms on the digits MLP) and the hybrid trainer's port
-compiles more functions (full, lean) than the plain loop's one. Methods:
+compiled (seen through ``jax.monitoring``, :mod:`hpcore.bench.jit_clock`) is left out whole,
+since a compiled function's first call costs a few milliseconds beyond the compilation those
+events report and the hybrid trainer compiles more functions than the plain loop's one.
+Methods:
 
 - ``baseline``: the plain loop (forward, backward, the optimizer's step, the schedule's step);
-- ``hybrid``: :class:`HybridTrainer` over the same model and optimizer, with a config;
+- ``hybrid``: the adapter's :class:`HybridTrainer` over the same model and optimizer, with a
+  config told the step budget as ``total_steps``, and no probe (jumps are judged on the
+  Correct phase's training losses);
 - ``lookahead``: the plain loop wrapped in :class:`hpcore.bench.lookahead.Lookahead`;
 - ``extrapolation``: the engine extrapolating raw updates (:func:`extrapolation_config`),
   DESIGN 5's floor;
@@ -19,6 +21,16 @@ compiles more functions (full, lean) than the plain loop's one. Methods:
 Runs that are compared can be taken side by side (:func:`run_together`): one validation
 interval of each in turn, so that the machine's speed drifting during a run (other tenants,
 clock changes) slows all of them alike.
+
+Engine time (:func:`engine_seconds`): the library reads no clock, so the benchmark measures
+what a method costs beyond the framework's work itself. Each run counts its timed full steps
+(backward passes; a predicted step is no full step); the method's engine time is its wall
+clock less those full steps priced at the baseline's mean step time, the baseline taken side
+by side with it. It holds everything the method adds: the wrapper's work on every full step
+(reading the loss, the gradient norm, the moving average, snapshots), decisions, the
+predicted steps themselves (laying the jump) and rollbacks. It is a difference of two
+measured times, so it carries their noise and can come out below zero; the ``control`` row
+(a plain loop measured the same way) shows how large that noise is.
 """
 
 from __future__ import annotations
@@ -32,8 +44,9 @@ from typing import Any
 import attrs
 import numpy as np
 
+from hpcore.bench.jit_clock import compile_seconds
 from hpcore.bench.lookahead import Lookahead
-from hpcore.bench.workloads import Task, compile_seconds, get_task
+from hpcore.bench.workloads import Task, get_task
 from hpcore.config import HybridTrainerConfig, LinearConfig
 
 __all__ = [
@@ -42,11 +55,14 @@ __all__ = [
     "CurveRun",
     "at_step",
     "digits_mlp",
+    "engine_seconds",
     "extrapolation_config",
     "first_reach",
+    "overhead_pct",
     "run_curve",
     "run_together",
     "smoothed",
+    "step_seconds",
     "time_to_target",
     "tune_lr",
     "warm_up_engine",
@@ -77,20 +93,52 @@ def extrapolation_config(**overrides: Any) -> HybridTrainerConfig:
 class Curve:
     """Validation points of one run: steps, wall-clock (s), backward passes, loss, accuracy.
 
-    ``statistics`` is the hybrid trainer's (``None`` for plain loops); ``overhead_s`` is the
-    wall time the method adds to the framework's work (the engine's own time, Lookahead's
-    synchronisations; 0 for the baseline).
+    ``statistics`` is the hybrid trainer's (``None`` for plain loops), ``config`` the config
+    it ran with. ``timed_steps`` and ``timed_backward`` count the steps and the full steps
+    whose time is in ``wall`` (all of them but JAX's compilation steps; ``None``: all, as
+    ``steps[-1]`` and ``backward[-1]`` say): :func:`engine_seconds` prices them.
     """
 
     label: str
-    steps: np.ndarray
-    wall: np.ndarray
-    backward: np.ndarray
-    val_loss: np.ndarray
-    val_acc: np.ndarray
+    steps: np.ndarray  # (P,) float64, step of each validation point
+    wall: np.ndarray  # (P,) float64, training seconds before it (validation excluded)
+    backward: np.ndarray  # (P,) float64, backward passes before it
+    val_loss: np.ndarray  # (P,) float64
+    val_acc: np.ndarray  # (P,) float64
     predict_spans: list[tuple[int, int]]
     statistics: dict[str, Any] | None
-    overhead_s: float = 0.0
+    config: HybridTrainerConfig | None = None
+    timed_steps: int | None = None
+    timed_backward: int | None = None
+
+    @property
+    def steps_timed(self) -> int:
+        """Steps whose time is in ``wall[-1]``."""
+        return int(self.steps[-1]) if self.timed_steps is None else self.timed_steps
+
+    @property
+    def backward_timed(self) -> int:
+        """Full steps (backward passes) whose time is in ``wall[-1]``."""
+        return int(self.backward[-1]) if self.timed_backward is None else self.timed_backward
+
+
+def step_seconds(baseline: Curve) -> float:
+    """The plain loop's mean step time: its wall clock over its timed (all full) steps."""
+    return float(baseline.wall[-1]) / max(baseline.backward_timed, 1)
+
+
+def engine_seconds(baseline: Curve, other: Curve) -> float:
+    """What ``other`` spent beyond its backward passes, in seconds: its wall clock less its
+    timed full steps at the baseline's mean step time (:func:`step_seconds`; the two runs
+    should be taken side by side). Everything the method adds is in it (module docstring);
+    so is the noise of two measured times (it may be below zero)."""
+    return float(other.wall[-1]) - other.backward_timed * step_seconds(baseline)
+
+
+def overhead_pct(baseline: Curve, other: Curve) -> float:
+    """:func:`engine_seconds` per step of ``other``, in percent of a baseline step."""
+    per_step = engine_seconds(baseline, other) / max(other.steps_timed, 1)
+    return 100.0 * per_step / max(step_seconds(baseline), 1e-12)
 
 
 class CurveRun:
@@ -135,6 +183,7 @@ class CurveRun:
             config = HybridTrainerConfig()
         if config is not None and config.total_steps is None:
             config = attrs.evolve(config, total_steps=steps)  # the budget, as a schedule knows it
+        self.config = config if method in ("hybrid", "extrapolation") else None
         self.method, self.label = method, label or method
         self.steps, self.last = steps, max(run_steps or steps, steps)
         self.eval_every = eval_every or task.eval_every
@@ -157,10 +206,13 @@ class CurveRun:
         self.spans: list[tuple[int, int]] = []
         self.wall = 0.0
         self._backward = 0
+        self.timed_steps = 0  # steps whose time is in self.wall
+        self.timed_backward = 0  # full steps among them
         self.i = 0
         self.done = False
         loss, acc = self.run.validate()
-        self.points: list[tuple[float, ...]] = [(0, 0.0, 0, loss, acc)]
+        # (step, wall, backward passes, loss, accuracy, timed steps, timed backward passes)
+        self.points: list[tuple[float, ...]] = [(0, 0.0, 0, loss, acc, 0, 0)]
 
     def advance(self, until: int) -> None:
         """Take steps up to step ``until`` (or the run's end, or its stop)."""
@@ -173,8 +225,11 @@ class CurveRun:
             t0 = time.perf_counter()
             r = self._step(batch)
             dt = time.perf_counter() - t0
+            full = self.trainer is None or not r.was_predicted
             if compile_seconds() == c0:  # else JIT warm-up: compilation and first call
                 self.wall += dt
+                self.timed_steps += 1
+                self.timed_backward += full
             if self.trainer is None:
                 self._backward += 1
             elif r.was_predicted:
@@ -188,7 +243,8 @@ class CurveRun:
                 loss, acc = self.run.validate()
                 if not math.isfinite(loss):
                     loss = math.inf
-                self.points.append((i, self.wall, self._backward, loss, acc))
+                self.points.append((i, self.wall, self._backward, loss, acc,
+                                    self.timed_steps, self.timed_backward))
                 self._check_stop()
             if self.on_step is not None:
                 self.on_step(i)
@@ -211,13 +267,8 @@ class CurveRun:
     def curve(self) -> Curve:
         arr = np.array(self.points, dtype=np.float64)
         stats = self.trainer.statistics().to_dict() if self.trainer is not None else None
-        overhead = 0.0
-        if stats is not None:
-            overhead = float(stats["engine_time_s"])
-        elif self.lookahead is not None:
-            overhead = self.lookahead.sync_time_s
         return Curve(self.label, arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4],
-                     list(self.spans), stats, overhead)
+                     list(self.spans), stats, self.config, int(arr[-1, 5]), int(arr[-1, 6]))
 
 
 def run_together(runs: Sequence[CurveRun], until: int | None = None) -> None:
@@ -274,8 +325,7 @@ def warm_up_engine(size: int = 70_000) -> None:
     def loss_and_grad(p: np.ndarray, _batch: Any) -> tuple[float, np.ndarray]:
         return 0.5 * float(p @ p), p.copy()
 
-    trainer = HybridTrainer(params, loss_and_grad, SGD(0.01, momentum=0.9), cfg,
-                            loss_fn=lambda p, _b: 0.5 * float(p @ p))
+    trainer = HybridTrainer(params, loss_and_grad, SGD(0.01, momentum=0.9), cfg)
     for _ in range(120):
         trainer.step(None)
 

@@ -20,6 +20,7 @@ from hpcore.bench.runner import (
     Curve,
     CurveRun,
     at_step,
+    overhead_pct,
     run_together,
     smoothed,
     time_to_target,
@@ -46,7 +47,6 @@ def seed_result(baseline: Curve, other: Curve) -> dict[str, Any]:
     """One seed's comparison of ``other`` with the baseline, as plain numbers."""
     ttt = time_to_target(baseline, other, window=TARGET_WINDOW)
     steps = max(int(other.steps[-1]), 1)
-    base_step_s = float(baseline.wall[-1]) / max(int(baseline.steps[-1]), 1)
     s = other.statistics or {}
     base_final = float(smoothed(baseline, TARGET_WINDOW)[-1])
     i = at_step(other, int(baseline.steps[-1]))  # equal steps: the baseline's budget
@@ -65,7 +65,7 @@ def seed_result(baseline: Curve, other: Curve) -> dict[str, Any]:
         "rollbacks": int(s.get("rollbacks", 0)),
         "jumps": int(s.get("jumps", 0)),
         "jumps_accepted": int(s.get("jumps_accepted", 0)),
-        "overhead_pct": 100.0 * (other.overhead_s / steps) / max(base_step_s, 1e-12),
+        "overhead_pct": overhead_pct(baseline, other),
         "wall_s": float(other.wall[-1]),
         "baseline_wall_s": float(baseline.wall[-1]),
     }
@@ -247,9 +247,11 @@ def markdown_table(suite: dict[str, Any]) -> str:
         "target (the baseline's last ones) and for reaching it. "
         "Final val loss vs baseline: median relative difference at the same step budget "
         "(negative is better). Predicted: share of steps with no backward pass. Engine overhead: "
-        "the method's own time per step (engine_time_s / steps; Lookahead's synchronisations) as "
-        "a share of the baseline's mean step time. Wall-clock excludes validation and the steps "
-        "in which JAX compiled (JIT warm-up: compilation and the first call's set-up).",
+        "the method's wall-clock beyond its backward passes, these priced at the baseline's mean "
+        "step time (the runs side by side), per step, as a share of the baseline's mean step "
+        "time: the wrapper's work on full steps, decisions, predicted steps and rollbacks; the "
+        "control row shows the noise of this difference. Wall-clock excludes validation and the "
+        "steps in which JAX compiled (JIT warm-up: compilation and the first call's set-up).",
         "",
         "Tuned learning rates (sweep on seed 0, plain loop, same step budget):",
         "",

@@ -17,12 +17,11 @@ from typing import Any
 import attrs
 import numpy as np
 
-from hpcore.adapters._jit_clock import CLOCK as _CLOCK
-from hpcore.adapters._jit_clock import compile_seconds
 from hpcore.bench import data
+from hpcore.bench.jit_clock import CLOCK as _CLOCK
 from hpcore.bench.numpy_mlp import MLP, SoftmaxRegression
 
-__all__ = ["WORKLOADS", "Task", "Workload", "compile_seconds", "get_task", "torch_available"]
+__all__ = ["WORKLOADS", "Task", "Workload", "get_task", "torch_available"]
 
 
 def torch_available() -> bool:
@@ -58,10 +57,13 @@ class NumpyRun:
         self.opt.step(self.params, grad)
 
     def make_hybrid(self, config: Any) -> Any:
+        """The hybrid trainer over these parameters and optimizer, one parameter group per
+        layer tensor (as the torch and JAX adapters group them), no probe."""
         from hpcore.adapters.numpy import HybridTrainer
 
+        sizes = [int(np.prod(s)) for s in self.model.shapes]
         self.trainer = HybridTrainer(self.params, self.model.loss_and_grad, self.opt, config,
-                                     loss_fn=self.model.loss)
+                                     group_sizes=sizes)
         return self.trainer
 
     def get_flat(self) -> np.ndarray:

@@ -2,9 +2,10 @@
 
 usage: python ddp_script.py OUTDIR PORT [MODE]. Each rank writes OUTDIR/rank<r>.npz with its
 final flat parameters and the steps at which its jumps started and how they were judged.
-MODE ``wall`` (default): jumps charged each rank's own timings, no floor guard; ``floor``:
-the floor guard's all-reduced decision at every decision point (the loosest floor, charged in
-steps, so that a small model on a busy machine still jumps).
+MODE ``plain`` (default): no floor guard, jumps judged on the all-reduced training losses;
+``floor``: through the floor guard's ledger (a loose floor and the run's length, so that the
+ledger affords some jumps and refuses others); ``probe``: each rank probes its own shard,
+the probe losses all-reduced, and jumps are checked and judged on them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from hpcore import HybridTrainerConfig
+from hpcore import HybridTrainerConfig, LinearConfig
 from hpcore.adapters.torch import HybridTrainer
 from hpcore.bench.numpy_mlp import load_digits_split
 
@@ -27,8 +28,9 @@ structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.
 
 
 MODES = {
-    "wall": {"floor": None},
-    "floor": {"floor": 0.0, "cost_model": "steps"},
+    "plain": {"floor": None},
+    "floor": {"floor": 0.9, "total_steps": 400},
+    "probe": {"floor": None},
 }
 
 
@@ -46,22 +48,30 @@ def run(rank: int, world: int, outdir: str, port: str, mode: str) -> None:
     def loss_fn(m, batch):
         return torch.nn.functional.cross_entropy(m(batch[0]), batch[1])
 
-    cfg = HybridTrainerConfig(warmup_steps=60, full_steps=40, max_predict_steps=40,
-                              correct_steps=20, **MODES[mode])
-    trainer = HybridTrainer(model, opt, loss_fn, cfg)
+    cfg = HybridTrainerConfig(warmup_steps=60, full_steps=20, max_predict_steps=40,
+                              correct_steps=20, history_size=4, snapshot_interval=10,
+                              check_interval=10, predictor=LinearConfig(window=4),
+                              **MODES[mode])
+    probe_set = (x[:64], y[:64])  # this rank's own probe examples
+
+    def probe():
+        return loss_fn(model, probe_set)
+
+    trainer = HybridTrainer(model, opt, loss_fn, cfg, probe=probe if mode == "probe" else None)
     rng = np.random.default_rng(100 + rank)
     for _ in range(400):
         idx = torch.from_numpy(rng.integers(0, len(y), size=16))
         trainer.step((x[idx], y[idx]))
-    jumps = [(j.step, j.taken, int(j.rolled_back)) for j in trainer.engine.jump_records]
+    jumps = [(j.step, j.taken, int(j.rolled_back)) for j in trainer.jumps]
+    stats = trainer.statistics()
     np.savez(os.path.join(outdir, f"rank{rank}.npz"),
-             params=trainer.flat_params.detach().numpy(),
+             params=trainer.optimizer.flat_params.detach().numpy(),
              jumps=np.array(jumps, dtype=np.int64).reshape(-1, 3),
-             predicted=np.array(trainer.statistics().predicted_steps))
+             predicted=np.array(stats.predicted_steps), probes=np.array(stats.forward_only_passes))
     dist.destroy_process_group()
 
 
 if __name__ == "__main__":
     outdir, port = sys.argv[1], sys.argv[2]
-    mode = sys.argv[3] if len(sys.argv) > 3 else "wall"
+    mode = sys.argv[3] if len(sys.argv) > 3 else "plain"
     mp.spawn(run, args=(2, outdir, port, mode), nprocs=2, join=True)

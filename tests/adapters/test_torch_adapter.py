@@ -147,6 +147,56 @@ class TestHybridOptimizer:
         assert torch.equal(opt.flat_params.float(), torch.from_numpy(opt._core.theta).bfloat16().float())
 
 
+class TestLoops:
+    def test_grad_scaler_and_autocast_pass_the_loss_through(self):
+        """scaler.step(opt, loss) forwards the loss; the run jumps and nothing is flagged."""
+        model = mlp()
+        opt = HybridOptimizer(torch.optim.SGD(model.parameters(), lr=0.1), FAST)
+        scaler = torch.amp.GradScaler("cpu")
+        x, y = digits()
+        for _ in range(120):
+            if opt.need_grads:
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    loss = torch.nn.functional.cross_entropy(model(x[:64]), y[:64])
+                scaler.scale(loss).backward()
+                scaler.step(opt, loss)
+                scaler.update()
+                opt.zero_grad()
+            else:
+                opt.step()
+        stats = opt.statistics()
+        assert stats.predicted_steps > 0 and stats.divergence_events == {}
+
+    def test_a_closure_computes_the_loss(self):
+        """step(closure=...) runs the closure on full steps, as torch optimizers do."""
+        model = mlp()
+        opt = HybridOptimizer(torch.optim.SGD(model.parameters(), lr=0.1), FAST)
+        x, y = digits()
+        calls = []
+
+        def closure():
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(x[:64]), y[:64])
+            loss.backward()
+            calls.append(1)
+            return loss
+
+        for _ in range(120):
+            opt.step(closure=closure) if opt.need_grads else opt.step()
+        assert len(calls) == opt.statistics().backward_passes < 120
+
+    def test_without_a_loss_or_probe_it_never_jumps(self):
+        """Jumps are judged on losses: a loop that passes none gets plain steps only."""
+        model = mlp()
+        opt = HybridOptimizer(torch.optim.SGD(model.parameters(), lr=0.1), FAST)
+        x, y = digits()
+        for _ in range(120):
+            torch.nn.functional.cross_entropy(model(x[:64]), y[:64]).backward()
+            opt.step()
+            opt.zero_grad()
+        assert opt.statistics().predicted_steps == 0 and opt.statistics().divergence_events == {}
+
+
 class TestStateDict:
     def test_torch_save_and_load_weights_only_resume_bit_for_bit(self):
         """torch.save / torch.load(weights_only=True) of state_dict() continue the same run."""

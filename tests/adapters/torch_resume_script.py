@@ -12,7 +12,7 @@ import numpy as np
 import structlog
 import torch
 
-from hpcore import HybridTrainerConfig
+from hpcore import HybridTrainerConfig, LinearConfig
 from hpcore.adapters.torch import HybridTrainer
 from hpcore.bench.numpy_mlp import load_digits_split
 
@@ -37,9 +37,11 @@ def main(argv: list[str]) -> None:
     def loss_fn(m, batch):
         return torch.nn.functional.cross_entropy(m(batch[0]).float(), batch[1])
 
-    # cost_model="steps": decisions from losses alone, so the two processes can agree bit for bit.
-    cfg = HybridTrainerConfig(warmup_steps=50, full_steps=40, max_predict_steps=40,
-                              correct_steps=20, cost_model="steps", floor=None)
+    # Decisions are counted in steps and read no clock: the two processes agree bit for bit.
+    # Jumps in both halves of the 460 test steps.
+    cfg = HybridTrainerConfig(warmup_steps=50, full_steps=20, max_predict_steps=20,
+                              correct_steps=10, history_size=4, snapshot_interval=10,
+                              predictor=LinearConfig(window=4), floor=None)
     trainer = HybridTrainer(model, opt, loss_fn, cfg, scheduler=sched)
     if load:
         trainer.load_checkpoint(load)
@@ -51,8 +53,10 @@ def main(argv: list[str]) -> None:
         trainer.save_checkpoint(save)
     s = trainer.statistics().to_dict()
     counters = {k: v for k, v in s.items() if isinstance(v, int)}
-    flat = trainer.flat_params.detach().float().numpy()
+    flat = trainer.optimizer.flat_params.detach().float().numpy()
+    jumps = [(j.step, j.taken, int(j.rolled_back)) for j in trainer.jumps]
     np.savez(out, params=flat, lr=np.array(opt.param_groups[0]["lr"]),
+             jump_records=np.array(jumps, dtype=np.int64).reshape(-1, 3),
              **{k: np.array(v) for k, v in counters.items()})
 
 

@@ -22,8 +22,8 @@ class TestMainJob:
         assert rc == 0
         out = capsys.readouterr().out
         assert "baseline" in out and "hybrid" in out and "time-to-target" in out
-        assert "engine overhead" in out
-        assert "hybrid: no jump, dormant (sitting out) 60 of 60 steps (the floor guard" in out
+        assert "engine time per step:" in out
+        assert "hybrid: no jump in 60 steps (a first jump needs 475 steps: 400 of warm-up" in out
         js = tmp_path / "numpy-mlp-digits-sgd-constant-seed0.json"
         png = tmp_path / "numpy-mlp-digits-sgd-constant-seed0.png"
         assert png.stat().st_size > 0
@@ -32,7 +32,8 @@ class TestMainJob:
         assert payload["steps"] == 60
         assert float(payload["lr"]) in (0.01, 0.02, 0.05, 0.1, 0.2)  # the sweep picked one
         assert {r["run"] for r in payload["rows"]} == {"baseline", "hybrid"}
-        assert "overhead_pct" in payload["rows"][1]
+        assert "overhead_pct" in payload["rows"][1] and "engine_s" in payload["rows"][1]
+        assert payload["rows"][0]["engine_s"] == 0.0  # the baseline against itself
 
     def test_falls_back_to_numpy_without_torch(self, tmp_path, capsys, monkeypatch):
         """Without PyTorch the default workload is the NumPy MLP, and the user is told."""
@@ -47,11 +48,13 @@ class TestMainJob:
     def test_floor_off_lets_the_hybrid_trainer_jump(self, tmp_path, capsys):
         """--floor off: the hybrid trainer runs unguarded, jumps where the default sits out,
         and the title and the JSON say so."""
-        rc = cli.main(["bench", "--workload", "numpy-mlp-digits", "--steps", "400", "--lr",
+        # 600 steps: the first decision point is at 400 (10 snapshots 40 steps apart); the
+        # default guard's credit over the run (5% of 600 = 30 steps) covers no jump there.
+        rc = cli.main(["bench", "--workload", "numpy-mlp-digits", "--steps", "600", "--lr",
                        "0.05", "--floor", "off", "--out", str(tmp_path), "--quiet"])
         assert rc == 0
         out = capsys.readouterr().out
-        assert "400 steps, seed 0, floor guard off" in out
+        assert "600 steps, seed 0, floor guard off" in out
         payload = json.loads((tmp_path / "numpy-mlp-digits-sgd-constant-seed0.json").read_text())
         assert payload["floor"] is None
         assert payload["hybrid_statistics"]["jumps"] > 0
@@ -167,14 +170,28 @@ class TestSuite:
         assert "unknown workload(s) nope; known: numpy-mlp-digits" in capsys.readouterr().err
 
 
-def test_what_the_engine_did_names_jumps_and_sit_outs():
-    from hpcore.bench.report import what_the_engine_did
+ROW = {"jumps": 3, "jumps_kept": 1, "predicted_pct": 12.34, "steps": 1000,
+       "floor_credit": 12.4, "first_jump_needs": 475, "history_steps": 400, "worst_case": 50}
 
-    row = {"jumps": 3, "jumps_kept": 1, "dormant_steps": 400, "steps": 1000,
-           "floor_credit": 12.4}
-    assert what_the_engine_did(row) == ("hybrid: 3 jumps (1 kept), dormant (sitting out) 400 "
-                                        "of 1000 steps; the floor guard's credit ended at 12 "
-                                        "steps")
-    unguarded = dict(row, jumps=0, jumps_kept=0, dormant_steps=0, floor_credit=None)
-    assert what_the_engine_did(unguarded) == \
-        "hybrid: no jump, dormant (sitting out) 0 of 1000 steps"
+
+class TestWhatTheEngineDid:
+    def test_names_jumps_kept_rolled_back_and_the_predicted_share(self):
+        from hpcore.bench.report import what_the_engine_did
+
+        assert what_the_engine_did(ROW) == (
+            "hybrid: 3 jumps (1 kept, 2 rolled back), 12.3% of 1000 steps predicted; the "
+            "floor guard's credit ended at 12 steps")
+
+    def test_says_why_there_was_no_jump_where_the_row_shows_it(self):
+        from hpcore.bench.report import what_the_engine_did
+
+        none = dict(ROW, jumps=0, jumps_kept=0, predicted_pct=0.0)
+        assert what_the_engine_did(dict(none, steps=300, floor_credit=None)) == (
+            "hybrid: no jump in 300 steps (a first jump needs 475 steps: 400 of warm-up and "
+            "history, then the shortest jump and its Correct phase)")
+        assert what_the_engine_did(dict(none, floor_credit=30.0)) == (
+            "hybrid: no jump in 1000 steps (the floor guard's credit never covered a jump's "
+            "worst case of 50 steps); the floor guard's credit ended at 30 steps")
+        assert what_the_engine_did(dict(none, floor_credit=None)) == "hybrid: no jump in 1000 steps"
+        one = dict(ROW, jumps=1, jumps_kept=1, floor_credit=None)
+        assert what_the_engine_did(one).startswith("hybrid: 1 jump (1 kept, 0 rolled back), ")

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 from itertools import islice
 from pathlib import Path
 
+import attrs
 import numpy as np
 import pytest
 
-from hpcore import HybridTrainerConfig
+from hpcore import HybridTrainerConfig, LinearConfig, Phase
 from hpcore.bench.runner import Curve
 from hpcore.bench.workloads import get_task
-from hpcore.engine import HybridEngine
+from hpcore.controller import Controller, Observation, StepKind
 
 pytest.importorskip("sklearn", reason="the digits data ship with scikit-learn")
 
@@ -46,25 +48,55 @@ class TestAtEqualBackward:
         assert jump_worth.at_equal_backward(self.BASE, run) == pytest.approx(100 * (1 / ref - 1))
 
 
-def test_the_judge_patch_keeps_judged_jumps_and_is_undone():
-    """Inside the context every judged jump is kept (no rollback), outside the engine's own
-    judge is back."""
-    original = HybridEngine._finish_jump
-    run = get_task("numpy-mlp-digits", "sgd").build(seed=0, lr=1e-3, steps=400)
-    data = run.batches()
+def _judgements(config: HybridTrainerConfig, bump: float) -> list[str]:
+    """Drive the pure controller over a falling loss (Correct-phase losses raised by
+    ``bump``) and collect every judgement it gives."""
+    controller = Controller(config, min_snapshots=config.predictor.window)
+    s, judged = controller.init(), []
+    for i in range(600):
+        a = s.action
+        if a.kind is StepKind.PREDICTED:
+            s, a = controller.update(s, Observation(StepKind.PREDICTED))
+        else:
+            loss = 2.0 - 0.001 * i + 0.01 * (-1) ** i + (bump if s.phase is Phase.CORRECT else 0.0)
+            s, a = controller.update(s, Observation(StepKind.FULL, loss=loss,
+                                                    snapshot=a.observe and a.snapshot))
+        if a.forecast:
+            if a.judge:
+                judged.append(a.judge)
+            s, a = controller.update(s, Observation(StepKind.FORECAST, confidence=1.0))
+        if a.judge:
+            judged.append(a.judge)
+    return judged
 
-    # The judge rolls back a jump whose probe loss did not fall: make every one look so.
-    config = HybridTrainerConfig(floor=None, warmup_steps=20, full_steps=30, correct_steps=5,
-                                 max_predict_steps=10)
-    with jump_worth.judge_keeps_every_jump():
-        assert HybridEngine._finish_jump is not original
-        trainer = run.make_hybrid(config)
-        engine = trainer.engine
-        real_probe = HybridEngine._probe_loss
-        engine._probe_loss = lambda: real_probe(engine) + (
-            1.0 if engine.phase.value == "correct" else 0.0)
-        for batch in islice(data, 400):
-            trainer.step(batch)
-        judged = [j for j in engine.jump_records if j.reason == "judged"]
-    assert HybridEngine._finish_jump is original
-    assert judged and not any(j.rolled_back for j in judged)
+
+CONFIG = HybridTrainerConfig(floor=None, full_steps=30, correct_steps=10, max_predict_steps=20,
+                             check_interval=5, snapshot_interval=2, history_size=4,
+                             predictor=LinearConfig(window=4))
+
+
+class TestJudgeKeepsEveryJump:
+    def test_a_jump_the_judge_rolls_back_is_kept_inside_the_context(self):
+        """Correct-phase losses far above the trend: the judge rolls every jump back; inside
+        the context the same jumps are kept; outside it the judge is the controller's own."""
+        original = Controller._judge
+        judged = _judgements(CONFIG, bump=0.5)
+        assert judged and set(judged) == {"rollback"}
+        with jump_worth.judge_keeps_every_jump():
+            assert Controller._judge is not original
+            kept = _judgements(CONFIG, bump=0.5)
+        assert Controller._judge is original
+        assert kept and set(kept) == {"keep"}
+        assert _judgements(CONFIG, bump=0.5) == judged
+
+    def test_the_workload_runs_with_it(self):
+        """The NumPy digits run under the patch: every jump judged on a finite loss is kept."""
+        task = get_task("numpy-mlp-digits", "sgd")
+        config = attrs.evolve(CONFIG, confidence_threshold=0.0, warmup_steps=20)
+        with jump_worth.judge_keeps_every_jump():
+            run = task.build(seed=0, lr=0.02, steps=300)
+            trainer = run.make_hybrid(attrs.evolve(config, total_steps=300))
+            for batch in islice(run.batches(), 300):
+                trainer.step(batch)
+        jumps = trainer.jumps
+        assert jumps and not any(j.rolled_back for j in jumps if math.isfinite(j.loss_after))

