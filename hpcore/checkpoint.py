@@ -28,35 +28,27 @@ import errno
 import hashlib
 import os
 import re
-import secrets
 import stat
-import sys
-import threading
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-from numpy.lib import format as npy
 
 from hpcore._log import get_logger
+from hpcore.checkpoint_atomic import OPEN_FLAGS, remove_stale_temporaries, write_atomically
 from hpcore.checkpoint_format import (
     INDEX,
-    MAX_BYTES,
-    MAX_DEPTH,
-    MAX_INDEX_BYTES,
-    MAX_MEMBERS,
     ROOT,
-    Limits,
     Refused,
     TreeDecoder,
     encode_tree,
     index_bytes,
-    json_depth,
     load,
     register_codec,
 )
+from hpcore.checkpoint_limits import MAX_BYTES, MAX_DEPTH, MAX_INDEX_BYTES, MAX_MEMBERS, Limits, json_depth
 
 __all__ = [
     "CheckpointError",
@@ -75,18 +67,10 @@ __all__ = [
 log = get_logger(__name__)
 
 _NAME = re.compile(r"^ckpt-(\d{9,})\.npz$")
-_TEMP = re.compile(r"^\.ckpt-tmp-(\d+)-[0-9a-f]+\.npz$")
-_OLD_TEMP = re.compile(r"^\.tmp-[a-z0-9_]{8}\.npz$")  # what hpcore 0.1's mkstemp left behind
-_EPOCH = (1980, 1, 1, 0, 0, 0)  # zip timestamps: the same state gives the same bytes
 _NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
-_OPEN_FLAGS = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # opening a FIFO for reading must not wait for a writer
 _CORRUPT = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, KeyError,
             NotImplementedError)
-# Names of the temporaries this process is writing now, so that cleanup never removes a live
-# one. Process-wide by nature (threads share the pid), hence a module global.
-_IN_FLIGHT: set[str] = set()
-_IN_FLIGHT_LOCK = threading.Lock()
 
 
 class CheckpointError(ValueError):
@@ -129,11 +113,11 @@ def write_checkpoint(path: str | Path, state: Any, *,
     blob = index_bytes(skeleton, arrays)
     _check_readable(path, blob, arrays)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(path.parent)
+    remove_stale_temporaries(path.parent)
     arrays[INDEX] = np.frombuffer(blob, dtype=np.uint8)
     arrays[ROOT] = np.frombuffer(hashlib.sha256(blob).hexdigest().encode(), dtype=np.uint8)
     try:
-        _write_atomically(path, arrays)
+        write_atomically(path, arrays)
     except OSError as exc:
         if not _no_space(exc):
             raise
@@ -142,7 +126,7 @@ def write_checkpoint(path: str | Path, state: Any, *,
         log.warning("checkpoint_no_space", path=str(path), retry="after make_room")
         make_room()
         try:
-            _write_atomically(path, arrays)
+            write_atomically(path, arrays)
         except OSError as again:
             if not _no_space(again):
                 raise
@@ -179,41 +163,6 @@ def _check_readable(path: Path, blob: bytes, arrays: dict[str, np.ndarray]) -> N
         log.warning("checkpoint_over_read_limit", path=str(path), bytes=size, max_bytes=MAX_BYTES)
 
 
-def _write_atomically(path: Path, members: dict[str, np.ndarray]) -> None:
-    tmp = path.parent / f".ckpt-tmp-{os.getpid()}-{secrets.token_hex(6)}.npz"
-    with _IN_FLIGHT_LOCK:
-        _IN_FLIGHT.add(tmp.name)
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o666)
-        with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
-                for name, a in members.items():
-                    info = zipfile.ZipInfo(f"{name}.npy", date_time=_EPOCH)
-                    info.external_attr = 0o644 << 16
-                    with zf.open(info, "w", force_zip64=True) as member:
-                        npy.write_array(member, a, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_folder(path.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    finally:
-        with _IN_FLIGHT_LOCK:
-            _IN_FLIGHT.discard(tmp.name)
-
-
-def _fsync_folder(folder: Path) -> None:
-    if not hasattr(os, "O_DIRECTORY"):  # Windows cannot open a folder; NTFS journals the rename
-        return
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _no_space(exc: BaseException | None) -> bool:
     """Whether ``exc``, or an error it was raised while handling, is a full device."""
     while exc is not None:
@@ -229,48 +178,6 @@ def _no_space_error(path: Path, arrays: dict[str, np.ndarray]) -> CheckpointErro
            f"is removed and the checkpoints already there are unchanged; free some space or "
            f"keep fewer checkpoints, then save again")
     return CheckpointError(msg)
-
-
-def _remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Delete the temporaries of writers that died (kill -9) in ``folder``; returns them."""
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return []
-    removed = []
-    for entry in entries:
-        own = _TEMP.match(entry.name)
-        if not (own or _OLD_TEMP.match(entry.name)) or not entry.is_file(follow_symlinks=False):
-            continue
-        pid = int(own.group(1)) if own else None
-        if pid == os.getpid():
-            with _IN_FLIGHT_LOCK:
-                if entry.name in _IN_FLIGHT:
-                    continue
-        elif pid is not None and _pid_alive(pid):
-            continue
-        try:
-            os.unlink(entry.path)
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            log.warning("checkpoint_temp_not_removed", path=entry.path, reason=str(exc))
-            continue
-        log.info("checkpoint_temp_removed", path=entry.path, pid=pid)
-        removed.append(Path(entry.path))
-    return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    if sys.platform == "win32":  # os.kill(pid, 0) would end the process there: keep its files
-        return True
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return pid > 0  # 0 names our own process group
 
 
 def read_checkpoint(path: str | Path, *, max_bytes: int = MAX_BYTES, max_members: int = MAX_MEMBERS,
@@ -314,7 +221,7 @@ def _open_regular(path: Path) -> tuple[IO[bytes], int]:
             msg = f"checkpoint {path} is refused: it is a symlink to {real}, outside its folder {folder}"
             raise CheckpointError(msg)
     try:
-        fd = os.open(real, os.O_RDONLY | _OPEN_FLAGS | _NONBLOCK)
+        fd = os.open(real, os.O_RDONLY | OPEN_FLAGS | _NONBLOCK)
     except FileNotFoundError:
         msg = f"no checkpoint at {path}"
         raise CheckpointError(msg) from None
@@ -364,7 +271,7 @@ def rotate(folder: str | Path, keep_last_n: int, **limits: int) -> list[Path]:
         msg = f"'keep_last_n' must be an int >= 0 (got {keep_last_n!r})"
         raise ValueError(msg)
     checked = Limits(**limits)
-    _remove_stale_temporaries(Path(folder))
+    remove_stale_temporaries(Path(folder))
     files = checkpoint_files(folder)
     doomed = files[: max(len(files) - keep_last_n, 0)]
     if not doomed:

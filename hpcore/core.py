@@ -27,7 +27,7 @@ from hpcore.floor import credit
 from hpcore.history import successive_moves
 from hpcore.predictors import make_predictor
 from hpcore.residual import ResidualStore
-from hpcore.state_io import from_plain, to_plain
+from hpcore.state_io import flatten, from_plain, to_plain, unflatten
 from hpcore.trajectory import Trajectory
 from hpcore.types import Phase, StepResult, TrainingStatistics
 
@@ -336,7 +336,7 @@ class HybridCore:
             "version": STATE_VERSION, "size": int(t.theta.shape[0]),
             "controller": to_plain(self.state),
             "trajectory": {k: (kernels.to_host(v).copy() if hasattr(v, "shape") else v)
-                           for k, v in _flatten(t.state_dict()).items()},
+                           for k, v in flatten(t.state_dict()).items()},
             "saved_optimizer_state": t.opt_state,
             "predictor": self.predictor.state_dict(),
             "encoder": self.encoder.state_dict(),
@@ -373,8 +373,8 @@ class HybridCore:
             raise ValueError(msg)
         controller = from_plain(state["controller"])
         check_state(controller, self.config)
-        traj = _unflatten(state["trajectory"])
-        current = _flatten(self.trajectory.state_dict())
+        traj = unflatten(state["trajectory"])
+        current = flatten(self.trajectory.state_dict())
         for name, dst in current.items():
             src = state["trajectory"].get(name)
             if hasattr(dst, "shape") and tuple(np.shape(src)) != tuple(dst.shape):
@@ -396,23 +396,3 @@ class HybridCore:
                        for s, g, lv, v in state["events"]]
         self.jumps = [JumpRecord(**j) for j in state["jumps"]]
 
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, v in flat.items():
-        node = out
-        *path, leaf = key.split(".")
-        for p in path:
-            node = node.setdefault(p, {})
-        node[leaf] = v
-    return out

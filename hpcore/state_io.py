@@ -14,14 +14,14 @@ import attrs
 import numpy as np
 
 from hpcore.bandit import BanditState
-from hpcore.controller import Action, ControllerState, Counters, JumpState, StepKind
 from hpcore.divergence import Level
 from hpcore.floor import FloorState
 from hpcore.horizon import DoublingState
+from hpcore.steps import Action, ControllerState, Counters, JumpState, StepKind
 from hpcore.trend import TrendState
 from hpcore.types import Phase
 
-__all__ = ["from_plain", "to_plain"]
+__all__ = ["flatten", "from_plain", "to_plain", "unflatten"]
 
 _TYPES = {cls.__name__: cls for cls in (
     Action, BanditState, ControllerState, Counters, DoublingState, FloorState, JumpState,
@@ -70,3 +70,26 @@ def from_plain(value: Any) -> Any:
     if isinstance(value, list):
         return [from_plain(v) for v in value]
     return value
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one dict with dotted keys (array leaves of the trajectory's state)."""
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`flatten`."""
+    out: dict[str, Any] = {}
+    for key, v in flat.items():
+        node = out
+        *path, leaf = key.split(".")
+        for p in path:
+            node = node.setdefault(p, {})
+        node[leaf] = v
+    return out
