@@ -60,7 +60,7 @@ class _Port:
     def __init__(self, wrapper: HybridOptimizer) -> None:
         self.w = wrapper
 
-    def optimizer_state(self) -> Any:
+    def optimizer_state(self, reuse: Any = None) -> Any:
         return self.w.opt_state  # immutable arrays: a reference is a snapshot
 
     def load_optimizer_state(self, state: Any) -> None:

@@ -71,7 +71,7 @@ class _Port:
     def __init__(self, optimizer: FlatOptimizer) -> None:
         self.optimizer = optimizer
 
-    def optimizer_state(self) -> dict[str, Any]:
+    def optimizer_state(self, reuse: Any = None) -> dict[str, Any]:
         return self.optimizer.state_dict()
 
     def load_optimizer_state(self, state: dict[str, Any]) -> None:

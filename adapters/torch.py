@@ -51,12 +51,19 @@ class _Port:
         self.optimizer = optimizer
         self.flat = flat
 
-    def optimizer_state(self) -> dict[str, Any]:
-        return copy.deepcopy(self.optimizer.state_dict())
+    def optimizer_state(self, reuse: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A copy of the optimizer's state, written into ``reuse`` (an earlier copy of the
+        same layout) where it can: no second copy is ever alive at once."""
+        live = self.optimizer.state_dict()
+        if reuse is not None and _copy_state(reuse["state"], live["state"]):
+            return reuse
+        return copy.deepcopy(live)
 
     def load_optimizer_state(self, state: dict[str, Any]) -> None:
-        """The moments come back; the hyperparameters (``lr``...) stay as the user's
-        scheduler has set them (a schedule counts every step)."""
+        """The moments come back (copied into the live tensors where the layout matches);
+        the hyperparameters (``lr``...) stay as the user's scheduler has set them."""
+        if _copy_state(self.optimizer.state_dict()["state"], state["state"]):
+            return
         hyper = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(copy.deepcopy(state))
         for group, now in zip(self.optimizer.param_groups, hyper, strict=True):
@@ -75,6 +82,32 @@ class _Port:
         t = torch.tensor(values, dtype=torch.float64, device=self.flat.flat.device)
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return tuple(float(v) / dist.get_world_size() for v in t)
+
+
+def _copy_state(dst: dict[Any, Any], src: dict[Any, Any]) -> bool:
+    """Copy an optimizer's per-parameter state ``src`` into ``dst`` in place; False (nothing
+    copied) unless both have the same parameters, keys, shapes and dtypes."""
+    if dst.keys() != src.keys():
+        return False
+    for i, d in dst.items():
+        s = src[i]
+        if d.keys() != s.keys():
+            return False
+        for k, v in d.items():
+            w = s[k]
+            if isinstance(v, torch.Tensor) != isinstance(w, torch.Tensor):
+                return False
+            if isinstance(v, torch.Tensor) and (v.shape != w.shape or v.dtype != w.dtype
+                                                or v.device != w.device):
+                return False
+    with torch.no_grad():
+        for i, d in dst.items():
+            for k, v in d.items():
+                if isinstance(v, torch.Tensor):
+                    v.copy_(src[i][k])
+                else:
+                    d[k] = copy.deepcopy(src[i][k])
+    return True
 
 
 def _loss_value(loss: Any) -> float:

@@ -40,14 +40,15 @@ STATE_VERSION = 2
 class OptimizerPort(Protocol):
     """What only the framework can do, as the core sees it.
 
-    ``optimizer_state()`` returns a copy of the inner optimizer's state (moments, counters)
-    and ``load_optimizer_state`` puts one back, keeping the current hyperparameters (a
+    ``optimizer_state(reuse)`` returns a copy of the inner optimizer's state (moments,
+    counters), written into ``reuse`` (the previous copy) where it can, and
+    ``load_optimizer_state`` puts one back, keeping the current hyperparameters (a
     schedule counts every step). ``commit_params()`` pushes the flat vector into the model
     where the two cannot share memory, ``sync_params()`` the other way (called only before
     the core reads the vector); ``all_reduce_mean`` averages scalars over processes.
     """
 
-    def optimizer_state(self) -> Any: ...
+    def optimizer_state(self, reuse: Any = None) -> Any: ...
 
     def load_optimizer_state(self, state: Any) -> None: ...
 
@@ -251,7 +252,7 @@ class HybridCore:
         if a.restart:
             t.restart()
         if a.save:
-            t.save(self.port.optimizer_state())
+            t.save(self.port.optimizer_state(t.opt_state))
         if a.jump:
             t.start_jump(self.predictor, a.jump, average=a.average, residuals=self.residuals,
                          key=self._key)
@@ -270,10 +271,11 @@ class HybridCore:
         j = before.jump
         c = self.config
         if j.arm != "average" and j.taken > 0 and math.isfinite(a.after):
-            actual = self.trajectory.displacement()
-            self.predictor.learn_from_jump(actual, j.taken, j.horizon, c.correct_steps)
+            if self.predictor.learns_from_jumps:
+                self.predictor.learn_from_jump(self.trajectory.displacement(), j.taken,
+                                               j.horizon, c.correct_steps)
             if self.residuals is not None:
-                shares = self.trajectory.kept_share(actual, j.taken, j.horizon, c.correct_steps)
+                shares = self.trajectory.kept_share(j.taken, j.horizon, c.correct_steps)
                 self.residuals.add(self._key, shares, 0.0 if math.isnan(a.gained) else -a.gained)
         if c.collect_metrics:
             self.jumps.append(JumpRecord(

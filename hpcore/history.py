@@ -106,21 +106,21 @@ class SnapshotHistory:
 
 def successive_moves(history: SnapshotHistory) -> tuple[float, float]:
     """Norm of the move between the two newest snapshots and its cosine with the move before
-    (``nan`` until there are enough snapshots); float64 sums over bounded chunks."""
+    (``nan`` until there are enough snapshots): differences and dot products over bounded
+    chunks in the ring's precision, summed in float64 across chunks."""
     slots, _ = history.window(3)
     if len(slots) < 2:
         return math.nan, math.nan
     ring = history.ring
-    xp = kernels.get_array_module(ring)
     nn = pp = dot = 0.0
-    for lo in range(0, ring.shape[1], _CHUNK):
-        a = ring[slots[-1], lo:lo + _CHUNK].astype(xp.float64)
-        b = ring[slots[-2], lo:lo + _CHUNK].astype(xp.float64)
-        u = a - b
-        nn += float(u @ u)
-        if len(slots) == 3:
-            v = b - ring[slots[0], lo:lo + _CHUNK].astype(xp.float64)
-            pp += float(v @ v)
-            dot += float(u @ v)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for lo in range(0, ring.shape[1], _CHUNK):
+            b = ring[slots[-2], lo:lo + _CHUNK]
+            u = ring[slots[-1], lo:lo + _CHUNK] - b
+            nn += float(u @ u)
+            if len(slots) == 3:
+                v = b - ring[slots[0], lo:lo + _CHUNK]
+                pp += float(v @ v)
+                dot += float(u @ v)
     cos = dot / math.sqrt(nn * pp) if nn > 0 and pp > 0 else math.nan
     return math.sqrt(nn), cos

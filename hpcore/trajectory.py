@@ -117,11 +117,13 @@ class Trajectory:
         """Where the trajectory really went from the origin (a new N-sized vector)."""
         return self.theta - self.origin
 
-    def kept_share(self, actual: Any, taken: int, horizon: int, correct_steps: int) -> np.ndarray:
+    def kept_share(self, taken: int, horizon: int, correct_steps: int) -> np.ndarray:
         """Per group, the share of the jump that survived the recovery: with ``A`` the move
         from the origin, ``D_t`` the part of the jump taken and ``v`` the pre-jump drift,
-        ``<A - c v, D_t> / ||D_t||^2`` (1: all kept; below 1: an overshoot undone)."""
-        dot, ff, _ = group_projections(actual, self.direction, self.offsets)
+        ``<A - c v, D_t> / ||D_t||^2`` (1: all kept; below 1: an overshoot undone).
+        ``<A, D> = <theta, D> - <origin, D>``: no vector of the model's size is made."""
+        now, ff, _ = group_projections(self.theta, self.direction, self.offsets)
+        dot = now - group_projections(self.origin, self.direction, self.offsets)[0]
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(ff > 0, (horizon / taken) * (dot - correct_steps * self.drift) / ff,
                              1.0)

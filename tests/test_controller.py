@@ -144,7 +144,8 @@ class TestTotalSteps:
         trace = drive(Controller(cfg, min_snapshots=4), 300)
         for i in actions(trace, "jump"):
             assert i + trace[i][1].jump + cfg.correct_steps <= 300
-        assert not any(a.observe for _, a in trace[-15:])
+        last_correct = max(i for i, (st, _) in enumerate(trace) if st.phase is Phase.CORRECT)
+        assert not any(a.observe for _, a in trace[last_correct + 1:])
 
 
 class TestProbes:

@@ -20,6 +20,7 @@ class Predictor(Protocol):
     """
 
     min_snapshots: int
+    learns_from_jumps: bool  # learn_from_jump uses ``actual`` (else it is not computed)
 
     def observe_snapshot(self, history: SnapshotHistory) -> None: ...
 

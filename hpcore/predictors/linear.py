@@ -38,6 +38,8 @@ def line_weights(times: np.ndarray, target: float, shrink: float = 1.0) -> np.nd
 class LinearPredictor:
     """Forecasts the slow trajectory ``horizon`` steps ahead by extending its trend line."""
 
+    learns_from_jumps = False  # the line has nothing to learn from a judged jump
+
     def __init__(self, config: LinearConfig) -> None:
         self.config = config
 

@@ -158,6 +158,8 @@ class OnlineNowcaster:
 
     config: MLPConfig | RSSMConfig
 
+    learns_from_jumps = True
+
     def __init__(self, config: MLPConfig | RSSMConfig) -> None:
         self.config = config
         self._rng = np.random.default_rng(config.seed)
