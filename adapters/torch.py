@@ -203,19 +203,19 @@ class HybridOptimizer(torch.optim.Optimizer, WrapperBase):
             result = self._core.predicted()
             self._after_step()
             return result
-        self._flat.check_layout()
+        observed = self._core.reads_loss
+        self._flat.check_layout(every=observed)
         if closure is not None:
             if loss is not None:
                 msg = "pass either a loss or a closure to step(), not both"
                 raise ValueError(msg)
             with torch.enable_grad():
                 loss = closure()
-        if all(p.grad is None for p in self._flat.params):
+        if not any(p.grad is not None for p in self._flat.params):
             msg = "no gradients: run loss.backward() before step(loss) when need_grads is True"
             raise RuntimeError(msg)
         # The loss is read where a decision needs it, and on CPU every step (free there) to
         # keep a non-finite one out of the optimizer; the gradients' norm on observed steps.
-        observed = self._core.reads_loss
         read = self._flat.on_cpu or observed
         value = _loss_value(loss) if (read and loss is not None) else math.nan
         grad_norm = self._flat.grad_norm() if observed else math.nan

@@ -39,6 +39,7 @@ __all__ = ["Action", "Controller", "ControllerState", "Counters", "JumpState", "
 
 log = get_logger(__name__)
 _NEVER = 1 << 62  # a phase length that outlasts any run
+_QUIET_MAX = 1 << 40  # quiet steps announced for "the rest of the run"
 
 
 @attrs.frozen
@@ -56,7 +57,8 @@ class Controller:
     has_probe: bool = False
 
     def init(self) -> ControllerState:
-        """The state before the first step."""
+        """The state before the first step (with no jump ever affordable: one long Full
+        phase)."""
         c = self.config
         state = ControllerState(
             phase=Phase.WARMUP if c.warmup_steps else Phase.FULL,
@@ -64,6 +66,8 @@ class Controller:
             counters=Counters(), observing=False, since_snapshot=0, snapshots=0,
             trend=trend.TrendState(window=max(2 * c.full_steps, 50)),
             floor=ledger.FloorState(), policy=horizon.init(c))
+        if c.floor is not None and c.total_steps is not None and not self._affordable(state):
+            state = attrs.evolve(state, phase=Phase.FULL, left=_NEVER)
         return self._next_full(state)
 
     # ------------------------------------------------------------------ update
@@ -76,6 +80,19 @@ class Controller:
         else:
             state = self._after_full(state, obs)
         return state, state.action
+
+    def skip(self, state: ControllerState, steps: int) -> ControllerState:
+        """``state`` after ``steps`` of the quiet full steps its action announced (each only
+        counted): what as many updates with plain observations would give."""
+        if not 0 <= steps <= state.action.quiet:
+            msg = f"cannot skip {steps} steps: the action announced {state.action.quiet} quiet steps"
+            raise ValueError(msg)
+        n = state.counters
+        return attrs.evolve(
+            state, left=state.left - steps,
+            counters=attrs.evolve(n, steps=n.steps + steps, full=n.full + steps),
+            action=attrs.evolve(state.action, quiet=state.action.quiet - steps
+                                if state.action.quiet < _QUIET_MAX else _QUIET_MAX))
 
     def _after_full(self, s: ControllerState, obs: Observation) -> ControllerState:
         n = s.counters
@@ -129,6 +146,9 @@ class Controller:
         c = self.config
         if self._too_late(s):
             log.info("jumps_over", step=s.counters.steps, reason="total_steps")
+            return self._next_full(attrs.evolve(s, left=_NEVER))
+        if c.floor is not None and c.total_steps is not None and not self._affordable(s):
+            log.info("jumps_over", step=s.counters.steps, reason="floor")  # it never will be
             return self._next_full(attrs.evolve(s, left=_NEVER))
         if horizon.idle_decisions(s.policy) > 0:  # sitting out: the pause counts down first
             policy, _ = horizon.choose(s.policy, np.zeros(0))
@@ -264,9 +284,13 @@ class Controller:
         snaps = 0 if restart else s.snapshots
         probe = self.has_probe and s.phase is Phase.CORRECT and s.left == 1
         snapshot = observe and since + 1 >= self.config.snapshot_interval
-        if extra or restart or probe:
+        quiet = 0
+        if not observe and s.phase is not Phase.CORRECT:
+            quiet = max(0, min(s.left - 1, self._steps_to_chance(s) - self._history_steps() - 1,
+                               _QUIET_MAX))
+        if extra or restart or probe or quiet:
             action = Action(observe=observe, restart=restart, probe=probe, snapshot=snapshot,
-                            **extra)
+                            quiet=quiet, **extra)
         else:  # the common step: one of four plain actions, built once
             action = PLAIN_ACTIONS[observe, snapshot]
         if (action is s.action and observe == s.observing and since == s.since_snapshot
@@ -291,8 +315,11 @@ class Controller:
         if c.floor is not None and c.total_steps is not None and not self._affordable(s):
             return _NEVER  # the whole run's credit cannot cover a jump: it never will
         if c.floor is not None and c.total_steps is None:
-            short = self._worst_case() - ledger.credit(s.floor, c.floor, s.counters.steps, None)
-            wait = max(wait, math.ceil(short / (1.0 - c.floor)))
+            # The step at which the slack covers a jump: fixed while the ledger is, so the
+            # wait shrinks by exactly one a step (quiet steps count on that).
+            affordable_at = math.ceil((self._worst_case() - s.floor.gained + s.floor.spent)
+                                      / (1.0 - c.floor))
+            wait = max(wait, affordable_at - s.counters.steps)
         return wait
 
     def _too_late(self, s: ControllerState, ahead: int = 0) -> bool:

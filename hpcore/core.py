@@ -121,6 +121,8 @@ class HybridCore:
         self.phase_steps = {p.value: 0 for p in Phase}
         self.last_loss = math.nan
         self._pending_probe = math.nan  # the judging probe, taken by before_full
+        self._quiet = 0  # quiet full steps still announced by the last action
+        self._skipped = 0  # quiet steps taken and not yet folded into the state
         self._key = np.zeros(6)  # state key of the jump in progress
 
     # ------------------------------------------------------------------ what comes next
@@ -150,6 +152,14 @@ class HybridCore:
         """After the user's full step: ``loss`` and ``grad_norm`` as read (``nan`` where the
         step was not observed); ``bad_step`` when a non-finite loss or gradient made the
         wrapper skip the optimizer's step."""
+        if self._quiet and not bad_step:  # announced by the controller: only counted
+            self._quiet -= 1
+            self._skipped += 1
+            if loss == loss:  # not nan
+                self.last_loss = float(loss)
+            return StepResult(self.state.counters.steps + self._skipped - 1, self.state.phase,
+                              self.last_loss, False, False)
+        self._fold()
         s, a = self.state, self.state.action
         if a.kind is not StepKind.FULL:
             msg = "this step is a predicted one: call the wrapper's step() without a backward"
@@ -199,6 +209,7 @@ class HybridCore:
 
         An exception from the user's probe leaves everything as it was before the call.
         """
+        self._fold()
         s, a = self.state, self.state.action
         if a.kind is not StepKind.PREDICTED:
             msg = "this step needs gradients: run the backward pass and pass the loss to step()"
@@ -231,7 +242,20 @@ class HybridCore:
         if action.forecast:
             self.state, action = self.controller.update(self.state, self._forecast())
             rolled = self._act(action, self.state) or rolled
+        self._quiet = action.quiet
         return rolled
+
+    def _fold(self) -> None:
+        """Bring the controller's state up to date with the quiet steps taken since."""
+        if self._skipped:
+            self.state = self.controller.skip(self.state, self._skipped)
+            self.phase_steps[self.state.phase.value] += self._skipped
+            self._skipped = 0
+
+    @property
+    def steps(self) -> int:
+        """Steps taken so far, predicted ones included."""
+        return self.state.counters.steps + self._skipped
 
     def _act(self, a: Action, before: ControllerState) -> bool:
         t = self.trajectory
@@ -291,8 +315,7 @@ class HybridCore:
     def record_bad_steps(self, count: int) -> None:
         """``count`` earlier full steps had a non-finite loss or gradient and were skipped
         (a wrapper that checks on the device learns it at the next observed step)."""
-        step = self.state.counters.steps
-        self._record([DivergenceEvent(step, "nan_inf", Level.WARNING, math.nan)] * count)
+        self._record([DivergenceEvent(self.steps, "nan_inf", Level.WARNING, math.nan)] * count)
 
     def _record(self, events: list[DivergenceEvent]) -> Level:
         """Record every event; the most severe level."""
@@ -306,6 +329,7 @@ class HybridCore:
     # ------------------------------------------------------------------ reporting
     def statistics(self) -> TrainingStatistics:
         """Counters of the run so far."""
+        self._fold()
         n = self.state.counters
         by_signal: dict[str, int] = {}
         for e in self.events:
@@ -333,6 +357,7 @@ class HybridCore:
     def state_dict(self) -> dict[str, Any]:
         """Everything the core needs to resume, as arrays (copies), numbers and strings; the
         inner optimizer's saved state (for a rollback) is returned as the port gave it."""
+        self._fold()
         t = self.trajectory
         return {
             "version": STATE_VERSION, "size": int(t.theta.shape[0]),
@@ -357,6 +382,7 @@ class HybridCore:
         backup = self.state_dict()
         try:
             self._load(state)
+            self._quiet = 0  # the next step asks the controller
         except Exception as exc:
             self._load(backup)
             if isinstance(exc, ValueError):

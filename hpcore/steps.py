@@ -87,6 +87,9 @@ class Action:
     drop: int = 0
     restore: bool = False
     save: bool = False
+    # The full steps after the next one that need nothing but counting (not observed, no
+    # decision): the core may take them without asking (Controller.skip folds them in).
+    quiet: int = 0
     # The judged jump's steps gained against the trend and its loss after Correct (reported,
     # not compared: nan is never equal to itself).
     gained: float = attrs.field(default=math.nan, eq=False)

@@ -50,7 +50,7 @@ class WrapperBase:
     @property
     def current_step(self) -> int:
         """Steps taken so far, predicted ones included."""
-        return self._core.state.counters.steps
+        return self._core.steps
 
     @property
     def jumps(self) -> tuple[JumpRecord, ...]:

@@ -171,3 +171,26 @@ class TestProbes:
         state = drive(c, 20)[-1][0]
         s, a = c.update(state, Observation(StepKind.PREDICTED, origin_probe=math.nan))
         assert a.judge == "rollback" and s.phase is Phase.FULL
+
+
+class TestQuietSteps:
+    def test_skip_equals_as_many_plain_updates(self):
+        """Where no jump can ever be afforded the action announces quiet steps; skipping
+        them gives the state that updating step by step gives."""
+        cfg = attrs.evolve(CFG, floor=0.95, total_steps=100)  # 5 steps of slack < 10 Correct
+        c = Controller(cfg, min_snapshots=4)
+        s = c.init()
+        assert not s.action.observe and s.action.quiet > 50
+        slow = s
+        for _ in range(30):
+            slow, _ = c.update(slow, Observation(StepKind.FULL))
+        fast, _ = c.update(s, Observation(StepKind.FULL))
+        fast = c.skip(fast, 29)
+        assert fast == slow
+        with pytest.raises(ValueError, match="cannot skip"):
+            c.skip(fast, fast.action.quiet + 1)
+
+    def test_observed_runs_announce_no_quiet_steps(self):
+        """While the history is kept, every step goes through the controller."""
+        trace = drive(Controller(CFG, min_snapshots=4), 100)
+        assert all(a.quiet == 0 for _, a in trace if a.observe)
