@@ -16,25 +16,23 @@ from typing import Any, Protocol
 import attrs
 import numpy as np
 
-from hpcore import kernels
+from hpcore import core_state, kernels
 from hpcore._log import get_logger
 from hpcore.bandit import context_vector
 from hpcore.config import HybridTrainerConfig
-from hpcore.controller import Action, Controller, ControllerState, Observation, StepKind, check_state
+from hpcore.controller import Action, Controller, ControllerState, Observation, StepKind
 from hpcore.divergence import DivergenceEvent, DivergenceMonitor, Level
 from hpcore.encoder import StateEncoder
 from hpcore.floor import credit
 from hpcore.history import successive_moves
 from hpcore.predictors import make_predictor
 from hpcore.residual import ResidualStore
-from hpcore.state_io import flatten, from_plain, to_plain, unflatten
 from hpcore.trajectory import Trajectory
-from hpcore.types import Phase, StepResult, TrainingStatistics
+from hpcore.types import JumpRecord, Phase, StepResult, TrainingStatistics
 
 __all__ = ["HybridCore", "JumpRecord", "OptimizerPort"]
 
 log = get_logger(__name__)
-STATE_VERSION = 2
 
 
 class OptimizerPort(Protocol):
@@ -57,20 +55,6 @@ class OptimizerPort(Protocol):
     def sync_params(self) -> None: ...
 
     def all_reduce_mean(self, values: tuple[float, ...]) -> tuple[float, ...]: ...
-
-
-@attrs.frozen
-class JumpRecord:
-    """How one jump went: where it started, how far it went, how it was judged."""
-
-    step: int
-    arm: str
-    horizon: int
-    taken: int
-    confidence: float
-    loss_after: float
-    steps_gained: float
-    rolled_back: bool
 
 
 def group_offsets(sizes: list[int]) -> np.ndarray:
@@ -123,7 +107,7 @@ class HybridCore:
         self._pending_probe = math.nan  # the judging probe, taken by before_full
         self._quiet = 0  # quiet full steps still announced by the last action
         self._skipped = 0  # quiet steps taken and not yet folded into the state
-        self._key = np.zeros(6)  # state key of the jump in progress
+        self.key = np.zeros(6)  # state key of the jump in progress
 
     # ------------------------------------------------------------------ what comes next
     @property
@@ -279,14 +263,14 @@ class HybridCore:
             t.save(self.port.optimizer_state(t.opt_state))
         if a.jump:
             t.start_jump(self.predictor, a.jump, average=a.average, residuals=self.residuals,
-                         key=self._key)
+                         key=self.key)
         return a.judge == "rollback" or a.restore
 
     def _forecast(self) -> Observation:
         """The predictor's confidence and the bandit's context at a decision point."""
         confidence = float(self.predictor.confidence(self.trajectory.history))
-        self._key = self.encoder.encode()
-        context = tuple(float(v) for v in context_vector(confidence, self._key))
+        self.key = self.encoder.encode()
+        context = tuple(float(v) for v in context_vector(confidence, self.key))
         return Observation(StepKind.FORECAST, confidence=confidence, context=context)
 
     def _learn(self, before: ControllerState, a: Action) -> None:
@@ -300,7 +284,7 @@ class HybridCore:
                                                j.horizon, c.correct_steps)
             if self.residuals is not None:
                 shares = self.trajectory.kept_share(j.taken, j.horizon, c.correct_steps)
-                self.residuals.add(self._key, shares, 0.0 if math.isnan(a.gained) else -a.gained)
+                self.residuals.add(self.key, shares, 0.0 if math.isnan(a.gained) else -a.gained)
         if c.collect_metrics:
             self.jumps.append(JumpRecord(
                 step=j.start_step, arm=str(j.arm), horizon=j.horizon, taken=j.taken or j.k,
@@ -358,69 +342,18 @@ class HybridCore:
         """Everything the core needs to resume, as arrays (copies), numbers and strings; the
         inner optimizer's saved state (for a rollback) is returned as the port gave it."""
         self._fold()
-        t = self.trajectory
-        return {
-            "version": STATE_VERSION, "size": int(t.theta.shape[0]),
-            "controller": to_plain(self.state),
-            "trajectory": {k: (kernels.to_host(v).copy() if hasattr(v, "shape") else v)
-                           for k, v in flatten(t.state_dict()).items()},
-            "saved_optimizer_state": t.opt_state,
-            "predictor": self.predictor.state_dict(),
-            "encoder": self.encoder.state_dict(),
-            "residuals": None if self.residuals is None else self.residuals.state_dict(),
-            "monitor": self.monitor.state_dict(),
-            "key": self._key.copy(),
-            "last_loss": self.last_loss,
-            "phase_steps": dict(self.phase_steps),
-            "events": [[e.step, e.signal, int(e.level), e.value] for e in self.events],
-            "jumps": [attrs.asdict(j) for j in self.jumps],
-        }
+        return core_state.dump(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`. A refused state (``ValueError``, whatever went wrong
         inside) leaves the core exactly as it was."""
         backup = self.state_dict()
         try:
-            self._load(state)
+            core_state.restore(self, state)
             self._quiet = 0  # the next step asks the controller
         except Exception as exc:
-            self._load(backup)
+            core_state.restore(self, backup)
             if isinstance(exc, ValueError):
                 raise
             msg = f"the hybrid state could not be loaded ({exc!r}); nothing was changed"
             raise ValueError(msg) from exc
-
-    def _load(self, state: dict[str, Any]) -> None:
-        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
-            got = state.get("version") if isinstance(state, dict) else type(state).__name__
-            msg = f"unknown hybrid state version {got!r} (expected {STATE_VERSION})"
-            raise ValueError(msg)
-        n = int(self.trajectory.theta.shape[0])
-        if state.get("size") != n:
-            msg = f"hybrid state is for {state.get('size')} parameters, this model has {n}"
-            raise ValueError(msg)
-        controller = from_plain(state["controller"])
-        check_state(controller, self.config)
-        traj = unflatten(state["trajectory"])
-        current = flatten(self.trajectory.state_dict())
-        for name, dst in current.items():
-            src = state["trajectory"].get(name)
-            if hasattr(dst, "shape") and tuple(np.shape(src)) != tuple(dst.shape):
-                msg = (f"hybrid state array {name!r} has shape {np.shape(src)}, expected "
-                       f"{tuple(dst.shape)} (was history_size changed?)")
-                raise ValueError(msg)
-        self.trajectory.load_state_dict(traj)
-        self.trajectory.opt_state = state["saved_optimizer_state"]
-        self.state = controller
-        self.predictor.load_state_dict(state["predictor"])
-        self.encoder.load_state_dict(state["encoder"])
-        if self.residuals is not None and state["residuals"] is not None:
-            self.residuals.load_state_dict(state["residuals"])
-        self.monitor.load_state_dict(state["monitor"])
-        self._key = np.array(state["key"], dtype=np.float64)
-        self.last_loss = float(state["last_loss"])
-        self.phase_steps = {k: int(v) for k, v in state["phase_steps"].items()}
-        self.events = [DivergenceEvent(int(s), str(g), Level(int(lv)), float(v))
-                       for s, g, lv, v in state["events"]]
-        self.jumps = [JumpRecord(**j) for j in state["jumps"]]
-

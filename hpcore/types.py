@@ -6,7 +6,7 @@ import enum
 
 import attrs
 
-__all__ = ["Phase", "StepResult", "TrainingStatistics"]
+__all__ = ["JumpRecord", "Phase", "StepResult", "TrainingStatistics"]
 
 
 class Phase(enum.Enum):
@@ -80,3 +80,17 @@ class TrainingStatistics:
         d = attrs.asdict(self)
         d["backward_reduction_pct"] = self.backward_reduction_pct
         return d
+
+
+@attrs.frozen
+class JumpRecord:
+    """How one jump went: where it started, how far it went, how it was judged."""
+
+    step: int
+    arm: str
+    horizon: int
+    taken: int
+    confidence: float
+    loss_after: float
+    steps_gained: float
+    rolled_back: bool

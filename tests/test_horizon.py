@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hpcore import HybridTrainerConfig
-from hpcore import horizon
+from hpcore import HybridTrainerConfig, horizon
 from hpcore.bandit import BanditState
 
 CTX = np.array([1.0, 0.9, 0.0, 0.0])

@@ -85,7 +85,7 @@ def test_the_example_jumps_without_backward_and_keeps_its_accuracy():
                               full_steps=10, correct_steps=10, max_predict_steps=20,
                               check_interval=10, floor=None)
     _, _, plain_calls, plain_acc = train(None)
-    model, opt, calls, acc = train(cfg)
+    _, opt, calls, acc = train(cfg)
     stats = opt.statistics()
     assert stats.jumps >= 2 and stats.predicted_steps > 0
     assert calls == stats.backward_passes == plain_calls - stats.predicted_steps

@@ -39,7 +39,7 @@ def run(model, opt, steps: int, seed: int = 0, probe_fail_at: int | None = None)
     x, y = digits()
     g = torch.Generator().manual_seed(seed)
     backward = 0
-    for i in range(steps):
+    for _ in range(steps):
         idx = torch.randint(0, len(x), (32,), generator=g)
         if opt.need_grads:
             loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
@@ -134,7 +134,7 @@ class TestHybridOptimizer:
         model = mlp().to(torch.bfloat16)
         opt = HybridOptimizer(torch.optim.SGD(model.parameters(), lr=0.1), FAST)
         x, y = digits()
-        for i in range(120):
+        for _ in range(120):
             if opt.need_grads:
                 loss = torch.nn.functional.cross_entropy(model(x[:64].bfloat16()).float(), y[:64])
                 loss.backward()
