@@ -185,6 +185,10 @@ class HybridOptimizer(WrapperBase):
         if not np.all(np.isfinite(params)):
             msg = "state holds non-finite parameters"
             raise ValueError(msg)
+        self.optimizer.check_state(state["optimizer"], self.params.size)
+        hybrid = state["hybrid"]
+        if isinstance(hybrid, dict) and "saved_optimizer_state" in hybrid:
+            self.optimizer.check_state(hybrid["saved_optimizer_state"], self.params.size)
         saved_opt = self.optimizer.state_dict()
         try:
             self.optimizer.load_state_dict(state["optimizer"])

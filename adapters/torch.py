@@ -122,6 +122,28 @@ def _loss_value(loss: Any) -> float:
     raise TypeError(msg)
 
 
+def _check_torch_state(sd: Any, params: list[torch.Tensor], what: str) -> None:
+    """Every per-parameter state tensor of one or more dimensions has its parameter's shape,
+    dtype and device, and is finite (``ValueError`` otherwise)."""
+    state = sd.get("state") if isinstance(sd, dict) else None
+    if not isinstance(state, dict):
+        msg = f"the state's {what} has no per-parameter 'state' dict"
+        raise ValueError(msg)
+    for i, entry in state.items():
+        if not (isinstance(i, int) and 0 <= i < len(params)) or not isinstance(entry, dict):
+            msg = f"the state's {what} names parameter {i!r}, this optimizer has {len(params)}"
+            raise ValueError(msg)
+        p = params[i]
+        for k, v in entry.items():
+            if isinstance(v, torch.Tensor) and v.dim() > 0 and (
+                    v.shape != p.shape or v.dtype != p.dtype or v.device != p.device
+                    or not bool(torch.isfinite(v).all())):
+                msg = (f"the state's {what} {k!r} of parameter {i} is {v.dtype} {tuple(v.shape)}"
+                       f" (finite: {bool(torch.isfinite(v).all())}); the parameter is {p.dtype} "
+                       f"{tuple(p.shape)}")
+                raise ValueError(msg)
+
+
 def _group_keys(state: dict[str, Any]) -> list[tuple[int, frozenset[str]]]:
     return [(len(g["params"]), frozenset(k for k in g if k != "params"))
             for g in state["param_groups"]]
@@ -260,6 +282,10 @@ class HybridOptimizer(torch.optim.Optimizer, WrapperBase):
                    f"{_group_keys(inner)}, this optimizer has {_group_keys(self.optimizer.state_dict())})")
             raise ValueError(msg)
         hybrid = to_numpy_tree(state_dict["hybrid"], _KEEP)
+        _check_torch_state(inner, self._flat.params, "optimizer")
+        if isinstance(hybrid, dict) and isinstance(hybrid.get("saved_optimizer_state"), dict):
+            _check_torch_state(hybrid["saved_optimizer_state"], self._flat.params,
+                               "saved optimizer state")
         saved = (copy.deepcopy(self.optimizer.state_dict()), self._flat.copy(),
                  self._core.state_dict())
         try:
@@ -332,10 +358,11 @@ class HybridTrainer(WrapperBase):
         """One training step on ``batch`` (a predicted step does not use it)."""
         opt = self.optimizer
         if opt.need_grads:
-            device = opt.flat_params.device.type
-            with torch.autocast(device, dtype=self.autocast or torch.bfloat16,
-                                enabled=self.autocast is not None):
+            if self.autocast is None:
                 loss = self.loss_fn(self.model, batch)
+            else:
+                with torch.autocast(opt.flat_params.device.type, dtype=self.autocast):
+                    loss = self.loss_fn(self.model, batch)
             if not isinstance(loss, torch.Tensor) or not loss.requires_grad:
                 msg = "loss_fn must return a scalar tensor that depends on the trainable parameters"
                 raise ValueError(msg)

@@ -54,6 +54,7 @@ import structlog
 from numpy.lib import format as npy
 from structlog.testing import capture_logs
 
+import hpcore
 from hpcore import CheckpointConfig, CheckpointError, HybridTrainerConfig, LinearConfig
 from hpcore.adapters.numpy import HybridOptimizer
 from hpcore.checkpoint import checkpoint_files, encode_tree, read_checkpoint, write_checkpoint
@@ -1171,7 +1172,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": wall, "passed": passed, "rows": [t.to_json() for t in rows],
         "environment": {"python": platform.python_version(), "platform": platform.platform(),
                         "cpus": os.cpu_count(), "numpy": np.__version__, "torch": version("torch"),
-                        "hpcore": version("hybrid-predict-trainer")},
+                        "hpcore": hpcore.__version__},
     }, indent=2))
     return 0 if passed else 1
 

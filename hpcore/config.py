@@ -215,7 +215,9 @@ class CheckpointConfig:
     Attributes:
         save_interval: steps between automatic checkpoints into ``directory`` (0: only
             explicit ``save_checkpoint`` calls).
-        keep_last_n: automatic checkpoints kept in ``directory``; older ones are deleted.
+        keep_last_n: automatic checkpoints kept in ``directory``; older ones are deleted
+            (and, when the disk is full, before the new one is written: with 1 the folder then
+            holds no complete checkpoint while it writes).
         include_predictor: save the predictor's learned state (without it a resumed run
             re-learns it).
         directory: folder of the automatic checkpoints (``ckpt-<step>.npz``).

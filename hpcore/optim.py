@@ -46,6 +46,23 @@ def cosine_schedule(base_lr: float, total_steps: int, min_lr: float = 0.0) -> Ca
     return lr
 
 
+def _check_buffer(name: str, value: Any, size: int) -> None:
+    if value is None:
+        return
+    a = value if isinstance(value, np.ndarray) else None
+    if a is None or a.shape != (size,) or a.dtype != np.float32 or not np.all(np.isfinite(a)):
+        got = (f"{a.dtype} of shape {a.shape}" if a is not None else type(value).__name__)
+        msg = (f"optimizer state {name!r} must be None or a finite float32 array of shape "
+               f"({size},) (got {got})")
+        raise ValueError(msg)
+
+
+def _check_count(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        msg = f"optimizer state {name!r} must be an int >= 0 (got {value!r})"
+        raise ValueError(msg)
+
+
 class FlatOptimizer:
     """Base class: learning-rate bookkeeping and the state-dict contract."""
 
@@ -78,6 +95,23 @@ class FlatOptimizer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from :meth:`state_dict` (arrays are copied in)."""
         raise NotImplementedError
+
+    _BUFFERS: tuple[str, ...] = ()
+    _COUNTS: tuple[str, ...] = ("schedule_step",)
+
+    def check_state(self, state: Any, size: int) -> None:
+        """Refuse (``ValueError``) a state that :meth:`state_dict` of an optimizer of ``size``
+        parameters could not have produced: other keys, wrong shapes or dtypes, non-finite
+        moments, negative counts."""
+        keys = {*self._BUFFERS, *self._COUNTS}
+        if not isinstance(state, dict) or set(state) != keys:
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            msg = f"{type(self).__name__} state must have the keys {sorted(keys)} (got {got})"
+            raise ValueError(msg)
+        for name in self._BUFFERS:
+            _check_buffer(name, state[name], size)
+        for name in self._COUNTS:
+            _check_count(name, state[name])
 
 
 class SGD(FlatOptimizer):
@@ -117,6 +151,8 @@ class SGD(FlatOptimizer):
                 self._buf += g
             g = g + self.momentum * self._buf if self.nesterov else self._buf
         params -= np.asarray(self.lr * g, dtype=params.dtype)
+
+    _BUFFERS = ("momentum_buffer",)
 
     def state_dict(self) -> dict[str, Any]:
         buf = None if self._buf is None else self._buf.copy()
@@ -166,6 +202,9 @@ class Adam(FlatOptimizer):
         step_size = self.lr / (1 - b1**self._t)
         denom = np.sqrt(self._v / (1 - b2**self._t)) + self.eps
         params -= np.asarray(step_size * self._m / denom, dtype=params.dtype)
+
+    _BUFFERS = ("exp_avg", "exp_avg_sq")
+    _COUNTS = ("t", "schedule_step")
 
     def state_dict(self) -> dict[str, Any]:
         return {

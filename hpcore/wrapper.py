@@ -15,7 +15,7 @@ from typing import Any
 from hpcore._log import get_logger
 from hpcore.checkpoint import (
     CheckpointError,
-    latest_checkpoint,
+    checkpoint_files,
     read_checkpoint,
     rotate,
     step_path,
@@ -95,8 +95,15 @@ class WrapperBase:
             if cfg.directory is None:
                 msg = "save_checkpoint() needs a path, or a CheckpointConfig(directory=...)"
                 raise ValueError(msg)
-            written = write_checkpoint(step_path(cfg.directory, self.current_step), state)
-            rotate(cfg.directory, cfg.keep_last_n)
+            folder = cfg.directory
+
+            def make_room() -> None:  # out of space: older ones go first (keep_last_n - 1 stay)
+                for old in checkpoint_files(folder)[: -cfg.keep_last_n + 1 or None]:
+                    old.unlink(missing_ok=True)
+
+            written = write_checkpoint(step_path(folder, self.current_step), state,
+                                       make_room=make_room)
+            rotate(folder, cfg.keep_last_n)
             return written
         return write_checkpoint(path, state)
 
@@ -107,10 +114,23 @@ class WrapperBase:
             CheckpointError: nothing valid there; the wrapper is unchanged.
         """
         path = Path(path)
-        if path.is_dir():
-            path, state = latest_checkpoint(path)
-        else:
-            state = read_checkpoint(path)
+        if not path.is_dir():
+            self._load_file(path, read_checkpoint(path))
+            return path
+        skipped = []
+        for candidate in reversed(checkpoint_files(path)):  # newest first
+            try:
+                self._load_file(candidate, read_checkpoint(candidate))
+            except CheckpointError as exc:
+                log.warning("checkpoint_skipped", path=str(candidate), reason=str(exc))
+                skipped.append(str(exc))
+                continue
+            return candidate
+        msg = (f"no checkpoint in {path} could be loaded: {'; '.join(skipped)}" if skipped
+               else f"no checkpoint in {path} (no ckpt-<step>.npz files)")
+        raise CheckpointError(msg)
+
+    def _load_file(self, path: Path, state: Any) -> None:
         hybrid = _hybrid_of(state)
         if isinstance(hybrid, dict) and hybrid.get("predictor", {}) is None:
             hybrid["predictor"] = self._core.predictor.state_dict()
@@ -119,7 +139,6 @@ class WrapperBase:
         except (ValueError, TypeError, KeyError) as exc:
             msg = f"{path}: refused, nothing was changed: {exc}"
             raise CheckpointError(msg) from exc
-        return path
 
     def _after_step(self) -> None:
         """Automatic checkpoints: a failed save is reported and the step stays taken once."""
