@@ -68,6 +68,15 @@ def restore(core: HybridCore, state: dict[str, Any]) -> None:
             msg = (f"hybrid state array {name!r} has shape {np.shape(src)}, expected "
                    f"{tuple(dst.shape)} (was history_size changed?)")
             raise ValueError(msg)
+        if hasattr(dst, "shape") and not np.all(np.isfinite(np.asarray(src))):
+            msg = f"hybrid state array {name!r} holds non-finite values"
+            raise ValueError(msg)
+    steps = state["phase_steps"]
+    if not isinstance(steps, dict) or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0
+            for v in steps.values()):
+        msg = f"hybrid state 'phase_steps' must map phases to ints >= 0 (got {steps!r})"
+        raise ValueError(msg)
     core.trajectory.load_state_dict(traj)
     core.trajectory.opt_state = state["saved_optimizer_state"]
     core.state = controller
