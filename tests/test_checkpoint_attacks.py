@@ -7,11 +7,11 @@ wrapper's public calls, and a refusal must leave weights, optimizer and statisti
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
 import stat
-import struct
 import subprocess
 import sys
 import textwrap
@@ -31,6 +31,13 @@ from hpcore import CheckpointConfig, CheckpointError, HybridTrainerConfig, Linea
 from hpcore.adapters.numpy import HybridOptimizer
 from hpcore.checkpoint import read_checkpoint, step_path, write_checkpoint
 from hpcore.optim import SGD
+
+# One bit-exact fingerprint of a state tree, shared with the attack script.
+_SPEC = importlib.util.spec_from_file_location(
+    "checkpoint_attacks", Path(__file__).resolve().parents[1] / "benchmarks" / "checkpoint_attacks.py")
+_ATTACKS = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(_ATTACKS)
+freeze = _ATTACKS.freeze
 
 FAST = HybridTrainerConfig(history_size=4, snapshot_interval=5, predictor=LinearConfig(window=4),
                            full_steps=10, correct_steps=10, max_predict_steps=20,
@@ -59,25 +66,6 @@ def train(opt: Any, steps: int, target: float = 1.0) -> None:
 def known() -> HybridOptimizer:
     """The victim of every load: another target, another step count."""
     return numpy_opt(23, target=-0.5)
-
-
-def freeze(x: Any) -> Any:
-    """A bit-exact, comparable copy of a tree (arrays and tensors by dtype, shape and bytes)."""
-    if type(x).__module__.startswith("torch") and hasattr(x, "detach"):
-        return ("tensor", str(x.dtype), tuple(x.shape), x.detach().cpu().contiguous().numpy().tobytes())
-    if isinstance(x, np.ndarray):
-        return ("array", x.dtype.str, x.shape, np.ascontiguousarray(x).tobytes())
-    if isinstance(x, (float, np.floating)):
-        return ("float", struct.pack("<d", float(x)))
-    if isinstance(x, (bool, np.bool_)):
-        return ("bool", bool(x))
-    if isinstance(x, (int, np.integer)):
-        return ("int", int(x))
-    if isinstance(x, dict):
-        return ("dict", tuple((freeze(k), freeze(v)) for k, v in x.items()))
-    if isinstance(x, (list, tuple)):
-        return (type(x).__name__, tuple(freeze(v) for v in x))
-    return (type(x).__name__, x)
 
 
 def fingerprint(opt: Any) -> Any:
