@@ -225,9 +225,12 @@ class HybridOptimizer(WrapperBase):
 def _rebuild(like: Any, leaves: list[Any], what: str) -> Any:
     """A pytree shaped like ``like`` from saved leaves; shapes checked first."""
     old = jax.tree_util.tree_leaves(like)
-    if len(old) != len(leaves) or any(np.shape(a) != np.shape(b)
-                                      for a, b in zip(old, leaves, strict=False)):
-        msg = f"the state's {what} does not match this optimizer's (was tx or the model changed?)"
+    if not isinstance(leaves, (list, tuple)) or len(old) != len(leaves) or any(
+            np.shape(a) != np.shape(b) or np.asarray(b).dtype != a.dtype
+            or (np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(np.asarray(b))))
+            for a, b in zip(old, leaves, strict=False)):
+        msg = (f"the state's {what} does not match this optimizer's: leaf count, shapes, dtypes "
+               "and finite values are checked (was tx or the model changed?)")
         raise ValueError(msg)
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(like),
                                         [jnp.asarray(x) for x in leaves])
