@@ -33,7 +33,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
     raise ImportError(msg) from exc
 
 from hpcore.adapters._torch_flat import FlatParams, optimizer_params, to_numpy_tree, to_torch_tree
-from hpcore.checkpoint import register_codec
+from hpcore.adapters._torch_state import check_torch_state, copy_state
 from hpcore.config import HybridTrainerConfig
 from hpcore.core import HybridCore, group_offsets
 from hpcore.types import StepResult
@@ -55,14 +55,14 @@ class _Port:
         """A copy of the optimizer's state, written into ``reuse`` (an earlier copy of the
         same layout) where it can: no second copy is ever alive at once."""
         live = self.optimizer.state_dict()
-        if reuse is not None and _copy_state(reuse["state"], live["state"]):
+        if reuse is not None and copy_state(reuse["state"], live["state"]):
             return reuse
         return copy.deepcopy(live)
 
     def load_optimizer_state(self, state: dict[str, Any]) -> None:
         """The moments come back (copied into the live tensors where the layout matches);
         the hyperparameters (``lr``...) stay as the user's scheduler has set them."""
-        if _copy_state(self.optimizer.state_dict()["state"], state["state"]):
+        if copy_state(self.optimizer.state_dict()["state"], state["state"]):
             return
         hyper = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(copy.deepcopy(state))
@@ -84,32 +84,6 @@ class _Port:
         return tuple(float(v) / dist.get_world_size() for v in t)
 
 
-def _copy_state(dst: dict[Any, Any], src: dict[Any, Any]) -> bool:
-    """Copy an optimizer's per-parameter state ``src`` into ``dst`` in place; False (nothing
-    copied) unless both have the same parameters, keys, shapes and dtypes."""
-    if dst.keys() != src.keys():
-        return False
-    for i, d in dst.items():
-        s = src[i]
-        if d.keys() != s.keys():
-            return False
-        for k, v in d.items():
-            w = s[k]
-            if isinstance(v, torch.Tensor) != isinstance(w, torch.Tensor):
-                return False
-            if isinstance(v, torch.Tensor) and (v.shape != w.shape or v.dtype != w.dtype
-                                                or v.device != w.device):
-                return False
-    with torch.no_grad():
-        for i, d in dst.items():
-            for k, v in d.items():
-                if isinstance(v, torch.Tensor):
-                    v.copy_(src[i][k])
-                else:
-                    d[k] = copy.deepcopy(src[i][k])
-    return True
-
-
 def _loss_value(loss: Any) -> float:
     if isinstance(loss, torch.Tensor):
         if loss.numel() != 1:
@@ -120,28 +94,6 @@ def _loss_value(loss: Any) -> float:
         return float(loss)
     msg = f"loss must be a scalar tensor or a number (got {type(loss).__name__})"
     raise TypeError(msg)
-
-
-def _check_torch_state(sd: Any, params: list[torch.Tensor], what: str) -> None:
-    """Every per-parameter state tensor of one or more dimensions has its parameter's shape,
-    dtype and device, and is finite (``ValueError`` otherwise)."""
-    state = sd.get("state") if isinstance(sd, dict) else None
-    if not isinstance(state, dict):
-        msg = f"the state's {what} has no per-parameter 'state' dict"
-        raise ValueError(msg)
-    for i, entry in state.items():
-        if not (isinstance(i, int) and 0 <= i < len(params)) or not isinstance(entry, dict):
-            msg = f"the state's {what} names parameter {i!r}, this optimizer has {len(params)}"
-            raise ValueError(msg)
-        p = params[i]
-        for k, v in entry.items():
-            if isinstance(v, torch.Tensor) and v.dim() > 0 and (
-                    v.shape != p.shape or v.dtype != p.dtype or v.device != p.device
-                    or not bool(torch.isfinite(v).all())):
-                msg = (f"the state's {what} {k!r} of parameter {i} is {v.dtype} {tuple(v.shape)}"
-                       f" (finite: {bool(torch.isfinite(v).all())}); the parameter is {p.dtype} "
-                       f"{tuple(p.shape)}")
-                raise ValueError(msg)
 
 
 def _group_keys(state: dict[str, Any]) -> list[tuple[int, frozenset[str]]]:
@@ -282,9 +234,9 @@ class HybridOptimizer(torch.optim.Optimizer, WrapperBase):
                    f"{_group_keys(inner)}, this optimizer has {_group_keys(self.optimizer.state_dict())})")
             raise ValueError(msg)
         hybrid = to_numpy_tree(state_dict["hybrid"], _KEEP)
-        _check_torch_state(inner, self._flat.params, "optimizer")
+        check_torch_state(inner, self._flat.params, "optimizer")
         if isinstance(hybrid, dict) and isinstance(hybrid.get("saved_optimizer_state"), dict):
-            _check_torch_state(hybrid["saved_optimizer_state"], self._flat.params,
+            check_torch_state(hybrid["saved_optimizer_state"], self._flat.params,
                                "saved optimizer state")
         saved = (copy.deepcopy(self.optimizer.state_dict()), self._flat.copy(),
                  self._core.state_dict())
@@ -300,21 +252,6 @@ class HybridOptimizer(torch.optim.Optimizer, WrapperBase):
                 raise
             msg = f"the state could not be loaded ({exc!r}); nothing was changed"
             raise ValueError(msg) from exc
-
-
-def _tensor_to_numpy(t: torch.Tensor) -> tuple[Any, str]:
-    t = t.detach().cpu()
-    if t.dtype == torch.bfloat16:  # NumPy has no bfloat16: keep the bits
-        return t.view(torch.int16).numpy(), "bfloat16"
-    return t.numpy(), str(t.dtype).removeprefix("torch.")
-
-
-def _tensor_from_numpy(a: Any, tag: str) -> torch.Tensor:
-    t = torch.from_numpy(a.copy())
-    return t.view(torch.bfloat16) if tag == "bfloat16" else t
-
-
-register_codec("torch", lambda x: isinstance(x, torch.Tensor), _tensor_to_numpy, _tensor_from_numpy)
 
 
 class HybridTrainer(WrapperBase):

@@ -40,112 +40,17 @@ import numpy as np
 from hpcore import kernels
 from hpcore.config import MLPConfig, RSSMConfig
 from hpcore.history import SnapshotHistory
+from hpcore.predictors.nowcast_data import (
+    Replay,
+    adam_step,
+    host,
+    slope_weights,
+    window_features,
+)
 
 __all__ = ["MLPPredictor", "slope_weights", "window_features"]
 
-_TINY = 1e-20  # floor of a parameter's scale (a parameter that never moved)
 HORIZON_UNIT = 10.0  # snapshot intervals per unit of the horizon feature
-TARGET_CLIP = 8.0  # normalised velocity targets are clipped into +-TARGET_CLIP
-_ADAM_B1, _ADAM_B2, _ADAM_EPS = 0.9, 0.999, 1e-8
-
-
-def _host(a: Any) -> np.ndarray:
-    """A NumPy copy of a (possibly CuPy) array."""
-    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
-
-
-def slope_weights(diffs: int) -> np.ndarray:
-    """Weights ``w`` with ``d @ w`` = least-squares slope of the points whose steps are ``d``.
-
-    For ``diffs + 1`` equally spaced points ``S_0 .. S_m`` with ``d_j = S_{j+1} - S_j``.
-
-    Example:
-        >>> import numpy as np
-        >>> float(np.ones(4) @ slope_weights(4))  # points 0, 1, 2, 3, 4: slope 1
-        1.0
-    """
-    c = np.arange(diffs + 1, dtype=np.float64) - diffs / 2.0
-    tail = np.array([c[j + 1 :].sum() for j in range(diffs)])
-    return tail / float(c @ c)
-
-
-def window_features(win: Any, times: np.ndarray, interval: float) -> tuple[Any, Any]:
-    """Normalised per-interval moves of every row of a window of snapshots.
-
-    Args:
-        win: (W, n) snapshots, oldest first (NumPy or CuPy).
-        times: (W,) their step times.
-        interval: steps between two snapshots.
-
-    Returns:
-        ``(x, scale)``: (n, W - 1) float32 moves divided by ``scale``, and (n,) ``scale``,
-        the RMS of each row's per-interval moves (floored above 0).
-
-    Example:
-        >>> import numpy as np
-        >>> x, s = window_features(np.array([[0.0], [2.0], [4.0]], np.float32), np.array([10.0, 20, 30]), 10)
-        >>> x.tolist(), s.tolist()
-        ([[1.0, 1.0]], [2.0])
-    """
-    xp = kernels.get_array_module(win)
-    steps = np.diff(np.asarray(times, dtype=np.float64)) / interval
-    steps[~(steps > 0)] = 1.0
-    d = (win[1:] - win[:-1]) / xp.asarray(steps[:, None], dtype=win.dtype)
-    scale = xp.maximum(xp.sqrt(xp.mean(d * d, axis=0)), _TINY).astype(xp.float32)
-    x = xp.ascontiguousarray((d / scale).T, dtype=xp.float32)
-    return x, scale
-
-
-def _adam(params: dict[str, np.ndarray], grads: dict[str, np.ndarray],
-          m: dict[str, np.ndarray], v: dict[str, np.ndarray], t: int, lr: float) -> None:
-    """One Adam step in place (float64 host arrays); ``t`` counts from 1."""
-    c1 = 1.0 - _ADAM_B1**t
-    c2 = 1.0 - _ADAM_B2**t
-    for k, g in grads.items():
-        g = np.nan_to_num(np.asarray(g, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-        m[k] = _ADAM_B1 * m[k] + (1.0 - _ADAM_B1) * g
-        v[k] = _ADAM_B2 * v[k] + (1.0 - _ADAM_B2) * g * g
-        params[k] -= lr * (m[k] / c1) / (np.sqrt(v[k] / c2) + _ADAM_EPS)
-
-
-class _Replay:
-    """A ring of training rows: features (R, F) float32, horizon feature, target."""
-
-    def __init__(self, capacity: int, features: int) -> None:
-        self.x = np.zeros((0, features), np.float32)  # (R, F) normalised moves
-        self.hf = np.zeros(0, np.float32)  # (R,) horizon feature
-        self.y = np.zeros(0, np.float32)  # (R,) normalised velocity target
-        self.capacity = capacity
-        self.head = 0  # next row to overwrite once full
-
-    def __len__(self) -> int:
-        return self.y.shape[0]
-
-    def push(self, x: np.ndarray, hf: np.ndarray, y: np.ndarray) -> None:
-        keep = np.isfinite(y) & np.all(np.isfinite(x), axis=1)
-        x, hf = x[keep].astype(np.float32), hf[keep].astype(np.float32)
-        y = np.clip(y[keep], -TARGET_CLIP, TARGET_CLIP).astype(np.float32)
-        x, hf, y = x[-self.capacity :], hf[-self.capacity :], y[-self.capacity :]
-        room = self.capacity - len(self)
-        if room > 0:
-            take = min(room, y.shape[0])
-            self.x = np.concatenate([self.x, x[:take]])
-            self.hf = np.concatenate([self.hf, hf[:take]])
-            self.y = np.concatenate([self.y, y[:take]])
-            x, hf, y = x[take:], hf[take:], y[take:]
-        if y.shape[0]:
-            rows = (self.head + np.arange(y.shape[0])) % self.capacity
-            self.x[rows], self.hf[rows], self.y[rows] = x, hf, y
-            self.head = int((rows[-1] + 1) % self.capacity)
-
-    def state(self) -> dict[str, Any]:
-        return {"x": self.x.copy(), "hf": self.hf.copy(), "y": self.y.copy(), "head": self.head}
-
-    def load(self, state: dict[str, Any]) -> None:
-        self.x = np.array(state["x"], np.float32).reshape(-1, self.x.shape[1])
-        self.hf = np.array(state["hf"], np.float32)
-        self.y = np.array(state["y"], np.float32)
-        self.head = int(state["head"])
 
 
 class OnlineNowcaster:
@@ -169,8 +74,8 @@ class OnlineNowcaster:
         self._v = {k: np.zeros_like(p) for k, p in self.params.items()}  # Adam second moments
         self._t = 0  # Adam steps taken
         f = config.window - 1
-        self._replay = _Replay(config.replay_size, f)  # self-supervised rows
-        self._jumps = _Replay(config.replay_size, f)  # rows of kept displacement
+        self._replay = Replay(config.replay_size, f)  # self-supervised rows
+        self._jumps = Replay(config.replay_size, f)  # rows of kept displacement
         self._idx = np.zeros(0, np.int64)  # (S,) sampled coordinates of the current segment
         self._seg = np.zeros((0, 0), np.float32)  # (T, S) their snapshots since the restart
         self._seg_times = np.zeros(0)  # (T,) step times of those snapshots
@@ -196,7 +101,7 @@ class OnlineNowcaster:
                 or self._idx.size == 0 or self._idx[-1] >= n):
             self._new_segment(n)
         xp = kernels.get_array_module(history.ring)
-        row = _host(history.ring[slot][xp.asarray(self._idx)]).astype(np.float32)
+        row = host(history.ring[slot][xp.asarray(self._idx)]).astype(np.float32)
         keep = self.config.window + self.config.max_lookahead
         self._seg = np.concatenate([self._seg.reshape(-1, self._idx.size), row[None]])[-keep:]
         self._seg_times = np.append(self._seg_times, t)[-keep:]
@@ -227,7 +132,7 @@ class OnlineNowcaster:
         if p is None or taken <= 0:
             return
         xp = kernels.get_array_module(actual)
-        a = _host(actual[xp.asarray(p["idx"])]).astype(np.float64)
+        a = host(actual[xp.asarray(p["idx"])]).astype(np.float64)
         kept = a - correct_steps * p["v"]
         target = (kept * (horizon / taken) - p["base"]) / (p["scale"] * p["dist"])
         self._jumps.push(p["x"], np.full(target.shape, p["dist"] / HORIZON_UNIT, np.float32),
@@ -334,7 +239,7 @@ class OnlineNowcaster:
             if not math.isfinite(loss):
                 return  # a bad batch never reaches the weights
             self._t += 1
-            _adam(self.params, grads, self._m, self._v, self._t, self.config.learning_rate)
+            adam_step(self.params, grads, self._m, self._v, self._t, self.config.learning_rate)
             self.last_loss = loss
 
     def _window(self, history: SnapshotHistory, horizon: int) -> tuple[Any, np.ndarray, Any, Any, float]:
@@ -356,10 +261,10 @@ class OnlineNowcaster:
         step = max(float(times[-1] - times[-2]), 1.0)
         self._pending = {
             "idx": idx.astype(np.int64),
-            "x": _host(x[ix]).astype(np.float32),
-            "scale": _host(scale[ix]).astype(np.float64),
-            "base": _host((win[-1] - origin)[ix]).astype(np.float64),
-            "v": _host((win[-1] - win[-2])[ix]).astype(np.float64) / step,
+            "x": host(x[ix]).astype(np.float32),
+            "scale": host(scale[ix]).astype(np.float64),
+            "base": host((win[-1] - origin)[ix]).astype(np.float64),
+            "v": host((win[-1] - win[-2])[ix]).astype(np.float64) / step,
             "dist": dist,
         }
 
@@ -385,6 +290,14 @@ class MLPPredictor(OnlineNowcaster):
         >>> import numpy as np
         >>> from hpcore.config import MLPConfig
         >>> from hpcore.history import SnapshotHistory
+from hpcore.predictors.nowcast_data import (
+    TARGET_CLIP,
+    Replay,
+    adam_step,
+    host,
+    slope_weights,
+    window_features,
+)
         >>> theta = np.zeros(3, np.float32)
         >>> h = SnapshotHistory(theta, 8, 1, None)
         >>> p = MLPPredictor(MLPConfig(window=4, sample_size=3))

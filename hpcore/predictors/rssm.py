@@ -38,7 +38,8 @@ from hpcore import kernels
 from hpcore.config import RSSMConfig
 from hpcore.history import SnapshotHistory
 
-from .mlp import HORIZON_UNIT, OnlineNowcaster, slope_weights, window_features
+from .mlp import HORIZON_UNIT, OnlineNowcaster
+from .nowcast_data import slope_weights, window_features
 
 __all__ = ["RSSMPredictor"]
 
