@@ -120,7 +120,7 @@ def _hybrid_config(floor: str | None) -> HybridTrainerConfig | None:
 def _main_job(args: argparse.Namespace, config: HybridTrainerConfig) -> int:
     from tqdm import tqdm
 
-    from hpcore.bench.report import plot, summary_rows, table, write_json
+    from hpcore.bench.report import compute_equivalent, plot, summary_rows, table, write_json
     from hpcore.bench.runner import CurveRun, run_together, time_to_target, tune_lr, warm_up_engine
     from hpcore.bench.suite import TARGET_WINDOW
     from hpcore.bench.workloads import get_task, torch_available
@@ -169,13 +169,16 @@ def _main_job(args: argparse.Namespace, config: HybridTrainerConfig) -> int:
         title += ", floor guard " + ("off" if config.floor is None else f"{config.floor:g}")
     print(f"\n{title}\n")
     print(table(rows, ttt))
+    equivalent = compute_equivalent(base, hyb, args.schedule, TARGET_WINDOW)
+    print(equivalent["summary"])
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"{task.name}-{args.schedule}-seed{args.seed}"
     payload = {
         "workload": task.workload.name, "optimizer": task.optimizer, "schedule": args.schedule,
         "seed": args.seed, "steps": steps, "lr": lr, "floor": config.floor,
         "lr_sweep": {str(k): v for k, v in finals.items()},
-        "time_to_target": ttt, "rows": rows, "machine": platform.platform(),
+        "time_to_target": ttt, "compute_equivalent": equivalent, "rows": rows,
+        "machine": platform.platform(),
         "elapsed_s": time.time() - started,
         "curves": {c.label: {"steps": c.steps, "wall": c.wall, "backward": c.backward,
                              "val_loss": c.val_loss, "val_acc": c.val_acc}

@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from hpcore.bench.runner import Curve, engine_seconds, overhead_pct
+from hpcore.bench.frontier import from_runs
+from hpcore.bench.runner import Curve, engine_seconds, overhead_pct, smoothed
 from hpcore.config import HybridTrainerConfig
 
-__all__ = ["at_wall", "plot", "summary_rows", "table", "write_json"]
+__all__ = ["at_wall", "compute_equivalent", "plot", "summary_rows", "table", "write_json"]
 
 
 def at_wall(curve: Curve, seconds: float, what: str = "val_loss") -> float:
@@ -131,6 +132,36 @@ def what_the_engine_did(row: dict[str, Any]) -> str:
     jumps = f"{row['jumps']} jump" + ("s" if row["jumps"] > 1 else "")
     return (f"hybrid: {jumps} ({row['jumps_kept']} kept, {rolled} rolled back), "
             f"{row['predicted_pct']:.1f}% of {row['steps']} steps predicted{ledger}")
+
+
+def compute_equivalent(baseline: Curve, hybrid: Curve, schedule: str, window: int) -> dict[str, Any]:
+    """The hybrid's final loss placed on the baseline's frontier (DESIGN section 9), in
+    backward passes and in seconds. Under a constant rate the baseline's own curve is the
+    frontier (a shorter budget's run is its prefix); an annealed schedule needs baselines at
+    several budgets, which the main job does not run, so it reports none."""
+    loss = float(smoothed(hybrid, window)[-1])
+    out: dict[str, Any] = {"hybrid_final_loss": loss, "backward_speedup": None,
+                           "wall_speedup": None}
+    if schedule != "constant":
+        out["summary"] = (f"compute-equivalent: not computed under a {schedule} schedule (it "
+                          "needs baseline runs at several budgets)")
+        return out
+    base = smoothed(baseline, window)
+    for cost, name, own in ((baseline.backward, "backward", hybrid.backward[-1]),
+                            (baseline.wall, "wall", hybrid.wall[-1])):
+        f = from_runs(cost[1:], base[1:])
+        out[f"baseline_{name}_needed"] = f.cost_for(loss)
+        out[f"{name}_speedup"] = f.speedup(loss, float(own))
+    b, w = out["backward_speedup"], out["wall_speedup"]
+    if b is None:
+        out["summary"] = (f"compute-equivalent: the hybrid's final loss {loss:.4f} is below every "
+                          "point of the baseline's curve (more than the baseline's budget)")
+    else:
+        out["summary"] = (f"compute-equivalent: the baseline reaches the hybrid's final loss "
+                          f"{loss:.4f} after {out['baseline_backward_needed']:.0f} backward passes "
+                          f"and {out['baseline_wall_needed']:.3f} s: {b:.2f}x in backward passes, "
+                          f"{w:.2f}x in seconds")
+    return out
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> Path:

@@ -34,6 +34,9 @@ class TestMainJob:
         assert {r["run"] for r in payload["rows"]} == {"baseline", "hybrid"}
         assert "overhead_pct" in payload["rows"][1] and "engine_s" in payload["rows"][1]
         assert payload["rows"][0]["engine_s"] == 0.0  # the baseline against itself
+        eq = payload["compute_equivalent"]  # constant rate: the baseline's curve is the frontier
+        assert "compute-equivalent:" in out and eq["hybrid_final_loss"] > 0
+        assert eq["backward_speedup"] is None or eq["backward_speedup"] > 0
 
     def test_falls_back_to_numpy_without_torch(self, tmp_path, capsys, monkeypatch):
         """Without PyTorch the default workload is the NumPy MLP, and the user is told."""
