@@ -42,7 +42,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without jax
 import numpy as np
 
 from hpcore.adapters._optax_state import advance_schedules, check_params, schedule_counts_from
-from hpcore.config import HybridTrainerConfig
+from hpcore.config import HybridTrainerConfig, config_or_default
 from hpcore.core import HybridCore, group_offsets
 from hpcore.types import StepResult
 from hpcore.wrapper import WrapperBase
@@ -102,10 +102,7 @@ class HybridOptimizer(WrapperBase):
         if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
             msg = f"tx must be an optax.GradientTransformation (got {type(tx).__name__})"
             raise ValueError(msg)
-        config = HybridTrainerConfig() if config is None else config
-        if not isinstance(config, HybridTrainerConfig):
-            msg = f"config must be a HybridTrainerConfig (got {type(config).__name__})"
-            raise ValueError(msg)
+        config = config_or_default(config)
         check_params(params)
         flat, unravel = ravel_pytree(params)
         self.tx = tx

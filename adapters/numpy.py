@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from hpcore.config import HybridTrainerConfig
+from hpcore.config import HybridTrainerConfig, config_or_default
 from hpcore.core import HybridCore, group_offsets
 from hpcore.optim import FlatOptimizer
 from hpcore.types import StepResult
@@ -113,10 +113,7 @@ class HybridOptimizer(WrapperBase):
         if not isinstance(optimizer, FlatOptimizer):
             msg = f"optimizer must be an hpcore.optim optimizer (got {type(optimizer).__name__})"
             raise ValueError(msg)
-        config = HybridTrainerConfig() if config is None else config
-        if not isinstance(config, HybridTrainerConfig):
-            msg = f"config must be a HybridTrainerConfig (got {type(config).__name__})"
-            raise ValueError(msg)
+        config = config_or_default(config)
         offsets = None
         if group_sizes is not None:
             sizes = [int(n) for n in group_sizes]

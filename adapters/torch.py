@@ -34,7 +34,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
 
 from hpcore.adapters._torch_flat import FlatParams, optimizer_params, to_numpy_tree, to_torch_tree
 from hpcore.adapters._torch_state import check_torch_state, copy_state
-from hpcore.config import HybridTrainerConfig
+from hpcore.config import HybridTrainerConfig, config_or_default
 from hpcore.core import HybridCore, group_offsets
 from hpcore.types import StepResult
 from hpcore.wrapper import WrapperBase
@@ -125,10 +125,7 @@ class HybridOptimizer(torch.optim.Optimizer, WrapperBase):
         if not isinstance(optimizer, torch.optim.Optimizer) or isinstance(optimizer, HybridOptimizer):
             msg = f"optimizer must be a torch.optim.Optimizer (got {type(optimizer).__name__})"
             raise TypeError(msg)
-        config = HybridTrainerConfig() if config is None else config
-        if not isinstance(config, HybridTrainerConfig):
-            msg = f"config must be a HybridTrainerConfig (got {type(config).__name__})"
-            raise ValueError(msg)
+        config = config_or_default(config)
         params = optimizer_params(optimizer)
         torch.optim.Optimizer.__init__(self, params, dict(optimizer.defaults))
         self.param_groups = optimizer.param_groups  # shared: schedulers set lr on the inner

@@ -19,6 +19,7 @@ __all__ = [
     "MLPConfig",
     "PredictorConfig",
     "RSSMConfig",
+    "config_or_default",
 ]
 
 
@@ -367,3 +368,13 @@ class HybridTrainerConfigBuilder:
     def build(self) -> HybridTrainerConfig:
         """The validated config."""
         return HybridTrainerConfig(**self._fields)
+
+
+def config_or_default(config: Any) -> HybridTrainerConfig:
+    """``config``, or the defaults when it is ``None``; anything else is refused."""
+    if config is None:
+        return HybridTrainerConfig()
+    if not isinstance(config, HybridTrainerConfig):
+        msg = f"config must be a HybridTrainerConfig (got {type(config).__name__})"
+        raise ValueError(msg)
+    return config
