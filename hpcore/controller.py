@@ -42,6 +42,12 @@ _NEVER = 1 << 62  # a phase length that outlasts any run
 _QUIET_MAX = 1 << 40  # quiet steps announced for "the rest of the run"
 
 
+def _judged_steps(config: HybridTrainerConfig) -> int:
+    """Correct steps whose training losses the judge averages (without a probe): the last
+    half, at least one."""
+    return max(config.correct_steps // 2, 1)
+
+
 @attrs.frozen
 class Controller:
     """The decision rules for one config.
@@ -112,7 +118,10 @@ class Controller:
             if critical:
                 return self._judge(s, math.nan)
             j = s.jump
-            if math.isfinite(obs.loss):
+            # Only the last steps of Correct are judged: the first ones carry the jump's
+            # transient (the optimizer's state catching up with the new point), which the
+            # jump's worth is not (DESIGN 7: the recovered loss against the trend).
+            if math.isfinite(obs.loss) and s.left < _judged_steps(self.config):
                 s = attrs.evolve(s, jump=attrs.evolve(j, loss_sum=j.loss_sum + obs.loss,
                                                        loss_n=j.loss_n + 1))
             if s.left > 0:
@@ -234,11 +243,12 @@ class Controller:
         if self.has_probe:
             expected = j.probe_before + f.slope * steps
             spread = math.hypot(f.noise / math.sqrt(steps), f.slope_se * steps)
-        else:
-            centre = f.value(j.start_full) + f.slope * (steps + 1) / 2
-            expected = centre
-            spread = math.sqrt(f.noise ** 2 / steps + f.noise ** 2 / len(s.trend.losses)
-                               + (f.slope_se * (steps + 1) / 2) ** 2)
+        else:  # the mean training loss of the judged steps against the trend's at them
+            m = max(j.loss_n, 1)
+            ahead = steps - (m - 1) / 2  # full steps from the jump to the judged window's centre
+            expected = f.value(j.start_full) + f.slope * ahead
+            spread = math.sqrt(f.noise ** 2 / m + f.noise ** 2 / len(s.trend.losses)
+                               + (f.slope_se * ahead) ** 2)
         margin = 2.0 * spread
         if after > expected + margin:
             return self._rollback(s, reason="judged", after=after, expected=expected)

@@ -82,6 +82,24 @@ class TestController:
         assert trace[judged][1].judge == "keep"
         assert trace[judged][0].counters.kept == 1
 
+    def test_only_the_recovered_half_of_correct_is_judged(self):
+        """A transient in the first half of Correct (the optimizer catching up with the new
+        point) does not roll the jump back; the same losses in the second half do."""
+        c = Controller(CFG, min_snapshots=4)
+        start = actions(drive(c, 200), "jump")[0]
+        jump_full = drive(c, start + 1)[-1][0].counters.full  # full steps before the jump
+        half = CFG.correct_steps // 2
+
+        def spike(first: bool):
+            def after(full: int) -> float:
+                in_first = full - jump_full < CFG.correct_steps - half
+                return 20.0 if in_first == first else 10.0 - 0.01 * full
+            return after
+
+        for first, verdict in ((True, "keep"), (False, "rollback")):
+            judged = [a.judge for _, a in drive(c, 80, after=spike(first)) if a.judge]
+            assert judged[0] == verdict
+
     def test_a_jump_that_lost_ground_is_rolled_back(self):
         """Correct losses far above the trend roll the jump back and drop its snapshots."""
         trace = drive(Controller(CFG, min_snapshots=4), 80, after=lambda full: 20.0)
