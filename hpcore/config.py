@@ -257,7 +257,10 @@ class HybridTrainerConfig:
     """Everything the controller decides with (DESIGN section 4); every count is in steps.
 
     The defaults are the measured cadence of DESIGN section 2: a line through the last 10 EMA
-    snapshots taken 40 steps apart, jumps of up to 100 steps, 100 full steps between jumps.
+    snapshots taken 40 steps apart, jumps of up to 100 steps (the first one at 100), 150 full
+    steps between jumps (100 + 50 Correct), and a first jump at step 600, past the loss's
+    early fast fall: on the char transformer's two tuning seeds this read better than 50 + 50
+    steps from step 400 (``benchmarks/RESULTS.md``, long runs).
 
     Attributes:
         warmup_steps: full steps before anything is predicted (the history also has to fill:
@@ -297,8 +300,8 @@ class HybridTrainerConfig:
         probe_cost: what one probe (a forward-only loss) costs the ledger, in full steps.
     """
 
-    warmup_steps: int = attrs.field(default=0, validator=_int_at_least(0))
-    full_steps: int = attrs.field(default=50, validator=_int_at_least(1))
+    warmup_steps: int = attrs.field(default=200, validator=_int_at_least(0))
+    full_steps: int = attrs.field(default=100, validator=_int_at_least(1))
     max_predict_steps: int = attrs.field(default=100, validator=_int_at_least(1))
     correct_steps: int = attrs.field(default=50, validator=_int_at_least(1))
     confidence_threshold: float = attrs.field(default=0.3, validator=_float_in(0.0, 1.0))

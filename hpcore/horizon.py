@@ -3,7 +3,8 @@
 Each policy is an ``init`` / ``choose`` / ``learn`` triple over a small frozen state, so the
 controller composes it and a checkpoint is simply its state:
 
-- **doubling** (default): the first jump is half the longest; a jump that paid most of its
+- **doubling** (default): the first jump is the longest (a jump of the line is worth about
+  the same whatever its horizon up to 200 steps, DESIGN 2); a jump that paid most of its
   skipped steps doubles the horizon; one that lost ground (or was rolled back) halves it and
   sits out a back-off that doubles with every failure in a row (where jumps stop paying, on a
   plateau, it sits out longer and longer);
@@ -46,7 +47,7 @@ def init(config: HybridTrainerConfig) -> PolicyState:
     longest = config.max_predict_steps
     shortest = min(longest, config.check_interval)
     if config.horizon_policy == "doubling":
-        return DoublingState(longest, shortest, max(shortest, longest // 2))
+        return DoublingState(longest, shortest, longest)
     horizons = [longest]
     while horizons[-1] // 2 >= shortest:
         horizons.append(horizons[-1] // 2)

@@ -39,9 +39,10 @@ _ATTACKS = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(_ATTACKS)
 freeze = _ATTACKS.freeze
 
-FAST = HybridTrainerConfig(history_size=4, snapshot_interval=5, predictor=LinearConfig(window=4),
-                           full_steps=10, correct_steps=10, max_predict_steps=20,
-                           check_interval=10, floor=None)
+FAST = HybridTrainerConfig(
+    warmup_steps=0, history_size=4, snapshot_interval=5, predictor=LinearConfig(window=4),
+    full_steps=10, correct_steps=10, max_predict_steps=10, check_interval=10, floor=None,
+)
 LATER = 12  # steps after a refusal, compared with a twin's
 
 

@@ -12,9 +12,10 @@ from hpcore.controller import Action, Controller, Observation, StepKind
 from hpcore.divergence import Level
 from hpcore.types import Phase
 
-CFG = HybridTrainerConfig(history_size=4, snapshot_interval=5, predictor=LinearConfig(window=4),
-                          full_steps=20, correct_steps=10, max_predict_steps=20, check_interval=10,
-                          floor=None)
+CFG = HybridTrainerConfig(
+    warmup_steps=0, history_size=4, snapshot_interval=5, predictor=LinearConfig(window=4),
+    full_steps=20, correct_steps=10, max_predict_steps=20, check_interval=10, floor=None,
+)
 
 
 def drive(controller: Controller, steps: int, loss=lambda full: 10.0 - 0.01 * full,
@@ -68,7 +69,7 @@ class TestController:
         trace = drive(Controller(CFG, min_snapshots=4), 200)
         jumps = actions(trace, "jump")
         assert jumps[0] == 4 * 5 - 1  # after the 20th observed step
-        assert trace[jumps[0]][1] == Action(kind=StepKind.PREDICTED, jump=10, k=1, save=True)
+        assert trace[jumps[0]][1] == Action(kind=StepKind.PREDICTED, jump=20, k=1, save=True)
 
     def test_a_jump_lays_each_step_then_settles_and_is_judged(self):
         """Predicted steps k = 1..H, then settle at H, Correct, and a kept jump on the trend."""
@@ -120,7 +121,7 @@ class TestController:
     def test_a_critical_step_in_correct_rolls_the_jump_back(self):
         """A monitor's critical verdict during Correct undoes the jump at once."""
         c = Controller(CFG, min_snapshots=4)
-        trace = drive(c, 35)
+        trace = drive(c, 45)
         s = trace[-1][0]
         assert s.phase is Phase.CORRECT
         s, a = c.update(s, Observation(StepKind.FULL, loss=1.0, level=Level.CRITICAL))
@@ -171,7 +172,7 @@ class TestProbes:
         """With a probe, a warning-level probe settles the jump at the best checked step."""
         c = Controller(attrs.evolve(CFG, max_predict_steps=40), min_snapshots=4, has_probe=True)
         state = drive(c, 20)[-1][0]
-        assert state.phase is Phase.PREDICT and state.jump.horizon == 20
+        assert state.phase is Phase.PREDICT and state.jump.horizon == 40
         s, a = c.update(state, Observation(StepKind.PREDICTED, origin_probe=5.0))
         for _ in range(8):
             s, a = c.update(s, Observation(StepKind.PREDICTED))

@@ -11,9 +11,14 @@ CTX = np.array([1.0, 0.9, 0.0, 0.0])
 
 
 class TestDoubling:
-    def test_starts_at_half_the_longest_and_doubles_on_paying_jumps(self):
-        """The first jump is half of max_predict_steps; a jump that paid doubles it."""
+    def test_starts_at_the_longest_and_doubles_on_paying_jumps(self):
+        """The first jump is max_predict_steps; after a rollback halved it, a jump that paid
+        doubles it."""
         s = horizon.init(HybridTrainerConfig(max_predict_steps=100, check_interval=25))
+        s, arm = horizon.choose(s, CTX)
+        assert arm == 100
+        s = horizon.learn(s, arm, CTX, gained=None, taken=100, spent=50, rolled_back=True)
+        s, _ = horizon.choose(s, CTX)  # the pause after the rollback
         s, arm = horizon.choose(s, CTX)
         assert arm == 50
         s = horizon.learn(s, arm, CTX, gained=40.0, taken=50, spent=50, rolled_back=False)

@@ -13,8 +13,8 @@ from hpcore.adapters.numpy import HybridOptimizer, HybridTrainer
 from hpcore.optim import SGD, cosine_schedule
 
 SMALL = HybridTrainerConfig(
-    full_steps=20, max_predict_steps=20, correct_steps=10, history_size=4, snapshot_interval=5,
-    check_interval=10, predictor=LinearConfig(window=4), floor=None,
+    warmup_steps=0, full_steps=20, max_predict_steps=20, correct_steps=10, history_size=4,
+    snapshot_interval=5, check_interval=10, predictor=LinearConfig(window=4), floor=None,
 )
 
 
@@ -49,10 +49,10 @@ class TestHybridTrainer:
         """step, params, current_step, phase, statistics, metrics and export_metrics work."""
         p = np.zeros(4, np.float32)
         t = HybridTrainer(p, lg, SGD(lr=0.1))
-        assert t.phase is Phase.FULL and t.current_step == 0  # no warmup by default
+        assert t.phase is Phase.WARMUP and t.current_step == 0  # 200 steps of warm-up by default
         r = t.step(np.ones(4, np.float32))
         assert t.params is p and t.current_step == 1 and r.step == 0
-        assert r.phase is Phase.FULL and not r.was_predicted and not r.rolled_back
+        assert r.phase is Phase.WARMUP and not r.was_predicted and not r.rolled_back
         assert r.loss == pytest.approx(4.0)
         assert t.statistics().backward_passes == 1 and t.jumps == () and t.events == ()
         data = json.loads(t.export_metrics(tmp_path / "m.json").read_text())

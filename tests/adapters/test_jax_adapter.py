@@ -327,7 +327,8 @@ class TestHybridTrainer:
     def test_surface(self, tmp_path):
         """step, phase, current_step, statistics, metrics and export_metrics work; an
         observed step reports its loss."""
-        trainer = HybridTrainer(init(0), optax.sgd(0.1), loss_fn, UNGUARDED)
+        trainer = HybridTrainer(init(0), optax.sgd(0.1), loss_fn,
+                                HybridTrainerConfig(floor=None, warmup_steps=0))
         assert trainer.phase is Phase.FULL and trainer.current_step == 0
         result = trainer.step(next(digit_batches(0)))
         assert result.phase is Phase.FULL and not result.was_predicted and result.step == 0

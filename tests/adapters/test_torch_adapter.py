@@ -17,9 +17,10 @@ torch = pytest.importorskip("torch")
 from hpcore import HybridTrainerConfig, LinearConfig  # noqa: E402
 from hpcore.adapters.torch import HybridOptimizer, HybridTrainer  # noqa: E402
 
-FAST = HybridTrainerConfig(history_size=4, snapshot_interval=5, predictor=LinearConfig(window=4),
-                           full_steps=20, correct_steps=10, max_predict_steps=20, check_interval=10,
-                           floor=None)
+FAST = HybridTrainerConfig(
+    warmup_steps=0, history_size=4, snapshot_interval=5, predictor=LinearConfig(window=4),
+    full_steps=20, correct_steps=10, max_predict_steps=20, check_interval=10, floor=None,
+)
 
 
 def digits():

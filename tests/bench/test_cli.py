@@ -23,7 +23,7 @@ class TestMainJob:
         out = capsys.readouterr().out
         assert "baseline" in out and "hybrid" in out and "time-to-target" in out
         assert "engine time per step:" in out
-        assert "hybrid: no jump in 60 steps (a first jump needs 475 steps: 400 of warm-up" in out
+        assert "hybrid: no jump in 60 steps (a first jump needs 675 steps: 600 of warm-up" in out
         js = tmp_path / "numpy-mlp-digits-sgd-constant-seed0.json"
         png = tmp_path / "numpy-mlp-digits-sgd-constant-seed0.png"
         assert png.stat().st_size > 0
@@ -51,13 +51,14 @@ class TestMainJob:
     def test_floor_off_lets_the_hybrid_trainer_jump(self, tmp_path, capsys):
         """--floor off: the hybrid trainer runs unguarded, jumps where the default sits out,
         and the title and the JSON say so."""
-        # 600 steps: the first decision point is at 400 (10 snapshots 40 steps apart); the
-        # default guard's credit over the run (5% of 600 = 30 steps) covers no jump there.
-        rc = cli.main(["bench", "--workload", "numpy-mlp-digits", "--steps", "600", "--lr",
+        # 800 steps: the first decision point is at 600 (200 of warm-up, 10 snapshots 40 steps
+        # apart); the default guard's credit over the run (5% of 800 = 40 steps) covers no
+        # jump's 50 Correct steps.
+        rc = cli.main(["bench", "--workload", "numpy-mlp-digits", "--steps", "800", "--lr",
                        "0.05", "--floor", "off", "--out", str(tmp_path), "--quiet"])
         assert rc == 0
         out = capsys.readouterr().out
-        assert "600 steps, seed 0, floor guard off" in out
+        assert "800 steps, seed 0, floor guard off" in out
         payload = json.loads((tmp_path / "numpy-mlp-digits-sgd-constant-seed0.json").read_text())
         assert payload["floor"] is None
         assert payload["hybrid_statistics"]["jumps"] > 0
