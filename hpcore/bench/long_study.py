@@ -26,12 +26,11 @@ from typing import Any
 import numpy as np
 
 from hpcore.bench.frontier import from_runs
-from hpcore.bench.runner import Curve, CurveRun, run_together, smoothed, tune_lr
+from hpcore.bench.runner import Curve, CurveRun, at_step, run_together, smoothed, tune_lr
 from hpcore.bench.workloads import Task
 from hpcore.config import HybridTrainerConfig
 
-__all__ = ["BUDGETS", "TUNING_SEED", "WINDOW", "at_index", "markdown_rows", "seed_study",
-           "summarise", "tune"]
+__all__ = ["BUDGETS", "TUNING_SEED", "WINDOW", "markdown_rows", "seed_study", "summarise", "tune"]
 
 # Baseline budgets, as shares of T, for the annealed schedules (each its own run), and the
 # longest one for the constant rate (one run, its prefix points).
@@ -43,7 +42,7 @@ TUNING_SEED = 100  # the sweep's seed: never one of those reported
 def _final(curve: Curve, schedule: str, at: int | None = None) -> float:
     """A run's final loss: under a constant rate averaged over the last WINDOW points (up to
     step ``at``), under an annealed schedule the last point (the run ends annealed)."""
-    i = len(curve.steps) - 1 if at is None else int(np.searchsorted(curve.steps, at, "right")) - 1
+    i = len(curve.steps) - 1 if at is None else at_step(curve, at)
     if schedule == "constant":
         return float(smoothed(curve, WINDOW)[i])
     return float(curve.val_loss[i])
@@ -87,7 +86,7 @@ def seed_study(task: Task, *, schedule: str, steps: int, seed: int, lr: float,
         "seed": seed, "final_val_loss": final, "baseline_val_loss": base_final,
         "final_loss_vs_baseline_pct": 100.0 * (final / base_final - 1.0),
         "backward_passes": float(h.backward[-1]), "wall_s": float(h.wall[-1]),
-        "baseline_wall_s": float(b.wall[at_index(b, steps)]),
+        "baseline_wall_s": float(b.wall[at_step(b, steps)]),
         "backward_speedup": by_passes.speedup(final, float(h.backward[-1])),
         "wall_speedup": by_wall.speedup(final, float(h.wall[-1])),
         "beyond_frontier": by_passes.cost_for(final) is None,
@@ -99,11 +98,6 @@ def seed_study(task: Task, *, schedule: str, steps: int, seed: int, lr: float,
                          "wall": h.wall.tolist(), "val_loss": h.val_loss.tolist()},
         "predict_spans": h.predict_spans,
     }
-
-
-def at_index(curve: Curve, step: int) -> int:
-    """Index of the last validation point at or before ``step``."""
-    return max(int(np.searchsorted(curve.steps, step, side="right")) - 1, 0)
 
 
 def tune(task: Task, *, schedule: str, steps: int,
