@@ -3,6 +3,10 @@
 A run offers the plain loop's step, the hybrid trainer over the same model and optimizer,
 flat get/set of the parameters (for Lookahead) and validation. Torch and JAX are imported
 only when a run of theirs is built.
+
+Optimizers: ``"sgd"`` (momentum 0.9), ``"adam"`` and ``"adamw"`` (weight decay 0.01).
+Schedules: ``"constant"``, ``"cosine"`` (decay to 0 over ``steps``) and ``"wsd"``
+(warmup-stable-decay, :func:`wsd_factor`).
 """
 
 from __future__ import annotations
@@ -15,7 +19,133 @@ import numpy as np
 from hpcore.bench import data
 from hpcore.bench.jit_clock import CLOCK as _CLOCK
 
-__all__ = ["JaxRun", "NumpyRun", "TorchRun"]
+__all__ = ["JaxRun", "NumpyRun", "TorchRun", "cross_entropy_accuracy", "wsd_factor"]
+
+WEIGHT_DECAY = 0.01  # AdamW's decay, the same in every framework
+WSD_WARMUP = 0.05  # fraction of the budget spent warming up linearly from 0
+WSD_DECAY_START = 0.8  # fraction of the budget after which the rate decays linearly to 0
+
+
+def _wsd_lengths(steps: int) -> tuple[float, float]:
+    """Warmup length and decay length (in steps) of a WSD schedule over ``steps`` steps."""
+    if steps < 1:
+        msg = f"a wsd schedule needs steps >= 1 (got {steps})"
+        raise ValueError(msg)
+    return WSD_WARMUP * steps, steps - WSD_DECAY_START * steps
+
+
+def wsd_factor(step: int, steps: int) -> float:
+    """Warmup-stable-decay multiplier of the base learning rate at ``step`` of ``steps``.
+
+    Linear from 0 at step 0 to 1 at 5% of ``steps``, 1 until 80% of ``steps``, then linear
+    down to 0 at ``steps``; 0 after ``steps`` (a run past its budget does not go negative).
+    The three pieces are one ``min`` because the warmup ramp is above 1 once warmup is over
+    and the decay ramp is above 1 before decay starts.
+
+    Example:
+        >>> [wsd_factor(k, 100) for k in (0, 1, 50, 90, 100, 120)]
+        [0.0, 0.2, 1.0, 0.5, 0.0, 0.0]
+    """
+    warm, decay = _wsd_lengths(steps)
+    return max(0.0, min(step / warm, 1.0, (steps - step) / decay))
+
+
+def _wsd_jax(lr: float, steps: int) -> Callable[[Any], Any]:
+    """:func:`wsd_factor` times ``lr`` as an optax schedule (``count -> lr``, jittable)."""
+    import jax.numpy as jnp
+
+    warm, decay = _wsd_lengths(steps)
+
+    def schedule(count: Any) -> Any:
+        ramp = jnp.minimum(jnp.minimum(count / warm, 1.0), (steps - count) / decay)
+        return lr * jnp.clip(ramp, 0.0, 1.0)
+
+    return schedule
+
+
+def _check_names(optimizer: str, schedule: str) -> None:
+    """Refuse an optimizer or schedule no run knows (rather than silently running Adam)."""
+    if optimizer not in ("sgd", "adam", "adamw"):
+        msg = f"optimizer must be 'sgd', 'adam' or 'adamw' (got {optimizer!r})"
+        raise ValueError(msg)
+    if schedule not in ("constant", "cosine", "wsd"):
+        msg = f"schedule must be 'constant', 'cosine' or 'wsd' (got {schedule!r})"
+        raise ValueError(msg)
+
+
+def _numpy_optimizer(optimizer: str, lr: float, steps: int, schedule: str) -> Any:
+    """The :mod:`hpcore.optim` optimizer for ``optimizer`` with its rate or schedule.
+
+    ``"adamw"`` is :class:`hpcore.optim.Adam` with ``weight_decay=0.01``: hpcore.optim has
+    no AdamW, and its Adam's decay is L2 (added to the gradient, as ``torch.optim.Adam``),
+    not decoupled as in ``torch.optim.AdamW`` / ``optax.adamw``.
+    """
+    from hpcore.optim import SGD, Adam, cosine_schedule
+
+    _check_names(optimizer, schedule)
+    rate: Any = lr
+    if schedule == "cosine":
+        rate = cosine_schedule(lr, steps)
+    elif schedule == "wsd":
+        _wsd_lengths(steps)  # refuse steps < 1 now, not at the first step
+        rate = lambda k: lr * wsd_factor(k, steps)  # noqa: E731
+    if optimizer == "sgd":
+        return SGD(rate, momentum=0.9)
+    return Adam(rate, weight_decay=WEIGHT_DECAY if optimizer == "adamw" else 0.0)
+
+
+def _torch_optimizer(torch: Any, params: Any, optimizer: str, lr: float) -> Any:
+    """``torch.optim`` SGD-momentum, Adam or AdamW (weight decay 0.01) over ``params``."""
+    if optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9)
+    if optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=WEIGHT_DECAY)
+    return torch.optim.Adam(params, lr=lr)
+
+
+def _torch_scheduler(torch: Any, opt: Any, steps: int, schedule: str) -> Any:
+    """``CosineAnnealingLR``, a ``LambdaLR`` over :func:`wsd_factor`, or ``None`` (constant).
+
+    The WSD lambda is a plain function, so ``LambdaLR.state_dict`` (checkpoints) skips it.
+    """
+    lr_scheduler = torch.optim.lr_scheduler
+    if schedule == "cosine":
+        return lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    if schedule == "wsd":
+        _wsd_lengths(steps)
+        return lr_scheduler.LambdaLR(opt, lambda k: wsd_factor(k, steps))
+    return None
+
+
+def _optax_transform(optimizer: str, lr: float, steps: int, schedule: str) -> Any:
+    """``optax.sgd(momentum=0.9)``, ``optax.adam`` or ``optax.adamw(weight_decay=0.01)``
+    with a constant rate, ``optax.cosine_decay_schedule`` or the WSD schedule."""
+    import optax
+
+    rate: Any = lr
+    if schedule == "cosine":
+        rate = optax.cosine_decay_schedule(lr, steps)
+    elif schedule == "wsd":
+        rate = _wsd_jax(lr, steps)
+    if optimizer == "sgd":
+        return optax.sgd(rate, momentum=0.9)
+    if optimizer == "adamw":
+        return optax.adamw(rate, weight_decay=WEIGHT_DECAY)
+    return optax.adam(rate)
+
+
+def cross_entropy_accuracy(model: Any, val: tuple) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of a classifier ``model`` on ``val = (x, labels)``
+    (logits of any leading shape, the class axis last): :class:`TorchRun`'s default."""
+    import torch
+
+    with torch.no_grad():
+        x, y = val
+        logits = model(x)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                                 y.reshape(-1))
+        acc = (logits.argmax(-1) == y).float().mean()
+    return float(loss), float(acc)
 
 
 class NumpyRun:
@@ -23,13 +153,10 @@ class NumpyRun:
 
     def __init__(self, model: Any, split: tuple, optimizer: str, lr: float, steps: int,
                  schedule: str, seed: int, batch_size: int) -> None:
-        from hpcore.optim import SGD, Adam, cosine_schedule
-
         self.model = model
         self.x, self.y, self.xv, self.yv = split
         self.params = model.init(seed)
-        rate: Any = cosine_schedule(lr, steps) if schedule == "cosine" else lr
-        self.opt = SGD(rate, momentum=0.9) if optimizer == "sgd" else Adam(rate)
+        self.opt = _numpy_optimizer(optimizer, lr, steps, schedule)
         self.seed, self.batch_size = seed, batch_size
         self.trainer: Any = None
 
@@ -62,27 +189,31 @@ class NumpyRun:
 
 
 class TorchRun:
-    """A ``torch.nn.Module`` with ``torch.optim`` SGD-momentum or Adam and an optional
-    ``CosineAnnealingLR`` (stepped every step, predicted ones included)."""
+    """A ``torch.nn.Module`` with ``torch.optim`` SGD-momentum, Adam or AdamW and an optional
+    ``CosineAnnealingLR`` or WSD ``LambdaLR`` (stepped every step, predicted ones included).
+
+    ``val_fn(model, val) -> (loss, metric)`` validates; it defaults to
+    :func:`cross_entropy_accuracy`, and a run with another loss (an autoencoder's MSE)
+    passes its own so that validation measures what training minimises.
+    """
 
     def __init__(self, make_model: Callable[[], Any], loss_fn: Callable, batches: Callable,
                  val: tuple, optimizer: str, lr: float, steps: int, schedule: str,
-                 seed: int) -> None:
+                 seed: int, val_fn: Callable[[Any, tuple], tuple[float, float]] | None = None,
+                 ) -> None:
         import torch
 
+        _check_names(optimizer, schedule)
         torch.manual_seed(seed)
         self.torch = torch
         self.model = make_model()
         self.loss_fn = loss_fn
+        self.val_fn = val_fn if val_fn is not None else cross_entropy_accuracy
         self._batches = batches
         self.val = val
         self.seed = seed
-        if optimizer == "sgd":
-            self.opt = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=0.9)
-        else:
-            self.opt = torch.optim.Adam(self.model.parameters(), lr=lr)
-        self.sched = (torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=steps)
-                      if schedule == "cosine" else None)
+        self.opt = _torch_optimizer(torch, self.model.parameters(), optimizer, lr)
+        self.sched = _torch_scheduler(torch, self.opt, steps, schedule)
         self.trainer: Any = None
         self.device = torch.device("cpu")
 
@@ -130,19 +261,16 @@ class TorchRun:
             self.torch.nn.utils.vector_to_parameters(vec, self.model.parameters())
 
     def validate(self) -> tuple[float, float]:
-        torch = self.torch
-        with torch.no_grad():
-            x, y = self.val
-            logits = self.model(x)
-            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
-                                                     y.reshape(-1))
-            acc = (logits.argmax(-1) == y).float().mean()
-        return float(loss), float(acc)
+        """``(loss, metric)`` of the model on the validation set, by the run's ``val_fn``."""
+        with self.torch.no_grad():
+            loss, metric = self.val_fn(self.model, self.val)
+        return float(loss), float(metric)
 
 
 class JaxRun:
-    """A JAX parameter pytree with ``optax.sgd(momentum=0.9)`` or ``optax.adam``, constant or
-    ``optax.cosine_decay_schedule``; the plain step is one jitted function."""
+    """A JAX parameter pytree with ``optax.sgd(momentum=0.9)``, ``optax.adam`` or
+    ``optax.adamw``, constant, ``optax.cosine_decay_schedule`` or WSD; the plain step is one
+    jitted function."""
 
     def __init__(self, init: Callable, logits: Callable, split: tuple, optimizer: str,
                  lr: float, steps: int, schedule: str, seed: int, batch_size: int) -> None:
@@ -151,13 +279,13 @@ class JaxRun:
         import optax
         from jax.flatten_util import ravel_pytree
 
+        _check_names(optimizer, schedule)
         _CLOCK.install()
         self.jax, self.jnp = jax, jnp
         self.x, self.y, xv, yv = split
         self.xv, self.yv = jnp.asarray(xv), jnp.asarray(yv)
         self.seed, self.batch_size = seed, batch_size
-        rate: Any = optax.cosine_decay_schedule(lr, steps) if schedule == "cosine" else lr
-        self.tx = optax.sgd(rate, momentum=0.9) if optimizer == "sgd" else optax.adam(rate)
+        self.tx = _optax_transform(optimizer, lr, steps, schedule)
         self._params = init(jax.random.PRNGKey(seed))
         self.opt_state = self.tx.init(self._params)
         self._unravel = ravel_pytree(self._params)[1]

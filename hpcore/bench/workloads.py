@@ -1,10 +1,14 @@
 """Benchmark workloads: a model, its real data and an optimizer family, for each framework.
 
 A :class:`Workload` names what is trained; :meth:`Workload.task` binds an optimizer
-(``"sgd"``: SGD with momentum 0.9, ``"adam"``) and :meth:`Task.build` makes one fresh *run*:
-the model at the seed's initial point, its optimizer (with a cosine schedule or a constant
-rate) and its data. A run offers the plain loop's step, the hybrid trainer over the same model
-and optimizer, flat get/set of the parameters (for Lookahead) and validation.
+(``"sgd"``: SGD with momentum 0.9, ``"adam"``, ``"adamw"``: weight decay 0.01) and
+:meth:`Task.build` makes one fresh *run*: the model at the seed's initial point, its optimizer
+(with a constant rate, a cosine schedule or a warmup-stable-decay one,
+:func:`hpcore.bench.runs.wsd_factor`) and its data. A run offers the plain loop's step, the
+hybrid trainer over the same model and optimizer, flat get/set of the parameters (for
+Lookahead) and validation.
+
+:data:`LONG_WORKLOADS` are the entries for long-run studies (thousands of steps, AdamW).
 
 Torch and JAX are imported only when a workload of theirs is built.
 """
@@ -21,7 +25,9 @@ from hpcore.bench import data
 from hpcore.bench.numpy_mlp import MLP, SoftmaxRegression
 from hpcore.bench.runs import JaxRun, NumpyRun, TorchRun
 
-__all__ = ["WORKLOADS", "Task", "Workload", "get_task", "torch_available"]
+__all__ = ["LONG_WORKLOADS", "WORKLOADS", "Task", "Workload", "get_task", "torch_available"]
+
+_SCHEDULES = ("constant", "cosine", "wsd")  # what Task.build accepts
 
 
 def torch_available() -> bool:
@@ -50,6 +56,32 @@ def _ce(model: Any, batch: tuple) -> Any:
     x, y = batch
     logits = model(x)
     return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+
+def _mse(model: Any, batch: tuple) -> Any:
+    """Mean squared error between the reconstruction of ``x`` and its target (``x`` itself)."""
+    import torch
+
+    x, target = batch
+    return torch.nn.functional.mse_loss(model(x), target)
+
+
+def _mse_val(model: Any, val: tuple) -> tuple[float, float]:
+    """Validation of an autoencoder: ``(MSE, 0.0)``. There is no accuracy for a
+    reconstruction; the metric slot holds 0.0 rather than the loss again, so that nothing
+    reading it as an accuracy (higher is better) is misled."""
+    return float(_mse(model, val)), 0.0
+
+
+def _torch_autoencoder() -> Any:
+    """MLP autoencoder 784-128-32-128-784, ReLU hidden layers, sigmoid output in [0, 1]."""
+    import torch
+
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 32), nn.ReLU(),
+        nn.Linear(32, 128), nn.ReLU(), nn.Linear(128, 784), nn.Sigmoid(),
+    )
 
 
 def _torch_mlp(n_in: int, n_hidden: int, n_out: int, act: str) -> Callable[[], Any]:
@@ -142,6 +174,22 @@ def _torch_cnn_mnist(seed, optimizer, lr, steps, schedule):
                     optimizer, lr, steps, schedule, seed)
 
 
+def _mnist_pixels(x: np.ndarray) -> np.ndarray:
+    """MNIST as :func:`data.load_mnist` returns it (normalised with mean 0.1307, std 0.3081)
+    back to pixel intensities in [0, 1], the range of the autoencoder's sigmoid output."""
+    return np.clip(x * np.float32(0.3081) + np.float32(0.1307), 0.0, 1.0).astype(np.float32)
+
+
+def _torch_ae_mnist(seed, optimizer, lr, steps, schedule):
+    import torch
+
+    x, _, xv, _ = data.load_mnist()
+    x, xv = _mnist_pixels(x), _mnist_pixels(xv)
+    val = torch.from_numpy(xv)
+    return TorchRun(_torch_autoencoder, _mse, _torch_batches(x, x, 64), (val, val),
+                    optimizer, lr, steps, schedule, seed, val_fn=_mse_val)
+
+
 _SEQ = 32
 
 
@@ -231,9 +279,10 @@ class Task:
         return self.workload.eval_every
 
     def build(self, *, seed: int, lr: float, steps: int, schedule: str = "constant") -> Any:
-        """A fresh run at the seed's initial point (schedule ``"constant"`` or ``"cosine"``)."""
-        if schedule not in ("constant", "cosine"):
-            msg = f"schedule must be 'constant' or 'cosine' (got {schedule!r})"
+        """A fresh run at the seed's initial point (schedule ``"constant"``, ``"cosine"`` or
+        ``"wsd"``)."""
+        if schedule not in _SCHEDULES:
+            msg = f"schedule must be 'constant', 'cosine' or 'wsd' (got {schedule!r})"
             raise ValueError(msg)
         return self.workload.builder(seed, self.optimizer, lr, steps, schedule)
 
@@ -261,7 +310,22 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     Workload("numpy-softmax-breastcancer", "numpy",
              "NumPy softmax regression on breast-cancer (sklearn), batch 32",
              {"sgd": _SGD, "adam": (1e-3, 3e-3, 1e-2, 3e-2)}, 1000, 25, _numpy_softmax_bc),
+    # long-run studies
+    Workload("torch-chartf-long", "torch",
+             "PyTorch char transformer (2 pre-LN blocks, d=48, ctx 32) on Shakespeare, "
+             "batch 16, AdamW, long run",
+             {"adamw": (1e-3, 2e-3, 3e-3, 4.5e-3)}, 5000, 100, _torch_char_transformer),
+    Workload("torch-cnn-mnist-long", "torch",
+             "PyTorch CNN (2 conv 8/16 ch + linear) on MNIST (12k train / 500 val), batch 32, "
+             "AdamW, long run",
+             {"adamw": (1e-3, 2e-3, 4e-3)}, 4000, 100, _torch_cnn_mnist),
+    Workload("torch-ae-mnist", "torch",
+             "PyTorch MLP autoencoder 784-128-32-128-784 (ReLU, sigmoid) on MNIST pixels "
+             "(12k train / 2k val), batch 64, MSE",
+             {"adamw": (1e-3, 2e-3, 4e-3)}, 4000, 100, _torch_ae_mnist),
 )}
+
+LONG_WORKLOADS = ("torch-chartf-long", "torch-cnn-mnist-long", "torch-ae-mnist")
 
 SUITE_DEFAULT = ("torch-mlp-mnist", "torch-cnn-mnist", "torch-chartf-shakespeare",
                  "jax-mlp-digits", "numpy-softmax-breastcancer")
