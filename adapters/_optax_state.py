@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-__all__ = ["advance_schedules", "check_params", "schedule_counts_from"]
+__all__ = ["advance_moment_counts", "advance_schedules", "check_params", "schedule_counts_from"]
 
 # optax states whose ``count`` drives a learning-rate schedule (advanced by predicted steps);
 # the counts of the moment estimates (ScaleByAdamState...) are left alone.
@@ -74,3 +74,21 @@ def schedule_counts_from(now: Any, state: Any) -> Any:
     return _with_schedule_counts(state, now, lambda _s, r: r.count)
 
 
+
+
+def advance_moment_counts(state: Any, steps: int) -> Any:
+    """``state`` with the step count of every moment estimate (``ScaleByAdamState`` and any
+    other state with a ``count`` that is not a schedule's) ``steps`` further."""
+    if isinstance(state, _SCHEDULE_STATES):
+        return state._replace(**{f: advance_moment_counts(getattr(state, f), steps)
+                                 for f in state._fields if f != "count"})
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        fields = {f: advance_moment_counts(getattr(state, f), steps) for f in state._fields}
+        if "count" in state._fields:
+            fields["count"] = state.count + steps
+        return state._replace(**fields)
+    if isinstance(state, (tuple, list)):
+        return type(state)(advance_moment_counts(s, steps) for s in state)
+    if isinstance(state, dict):
+        return {k: advance_moment_counts(v, steps) for k, v in state.items()}
+    return state

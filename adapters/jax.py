@@ -41,7 +41,12 @@ except ImportError as exc:  # pragma: no cover - exercised only without jax
 
 import numpy as np
 
-from hpcore.adapters._optax_state import advance_schedules, check_params, schedule_counts_from
+from hpcore.adapters._optax_state import (
+    advance_moment_counts,
+    advance_schedules,
+    check_params,
+    schedule_counts_from,
+)
 from hpcore.config import HybridTrainerConfig, config_or_default
 from hpcore.core import HybridCore, group_offsets
 from hpcore.types import StepResult
@@ -66,6 +71,9 @@ class _Port:
     def load_optimizer_state(self, state: Any) -> None:
         """The moments come back; schedules keep their counts (they count every step)."""
         self.w.opt_state = schedule_counts_from(self.w.opt_state, state)
+
+    def advance_steps(self, steps: int) -> None:
+        self.w.opt_state = advance_moment_counts(self.w.opt_state, steps)
 
     def commit_params(self) -> None:
         # jnp.array copies: the pytree must not see later in-place writes to the buffer.

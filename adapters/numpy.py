@@ -78,6 +78,9 @@ class _Port:
         """The moments come back; the schedule keeps its position (it counts every step)."""
         self.optimizer.load_state_dict({**state, "schedule_step": self.optimizer.schedule_step})
 
+    def advance_steps(self, steps: int) -> None:
+        self.optimizer.advance_count(steps)
+
     def commit_params(self) -> None:
         return None  # the core moves the user's array in place
 

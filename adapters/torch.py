@@ -69,6 +69,15 @@ class _Port:
         for group, now in zip(self.optimizer.param_groups, hyper, strict=True):
             group.update(now)
 
+    def advance_steps(self, steps: int) -> None:
+        """Every parameter's ``step`` counter (Adam's, AdamW's bias correction) moves on."""
+        for st in self.optimizer.state.values():
+            step = st.get("step")
+            if isinstance(step, torch.Tensor):
+                step.add_(steps)
+            elif isinstance(step, (int, float)):
+                st["step"] = step + steps
+
     def commit_params(self) -> None:
         self.flat.commit()
 

@@ -1,12 +1,17 @@
 """Command line: ``hpcore bench`` runs a tuned baseline and the hybrid trainer side by side.
 
-``hpcore bench`` (the main job) compares the plain loop at a learning rate tuned by a small
-sweep with the hybrid trainer (default config, told the step budget as ``total_steps``) on one
-workload: a PyTorch MLP on scikit-learn's digits, or the NumPy MLP when PyTorch is not
-installed. The table reports the hybrid's engine time per step, measured by the benchmark
-(the library reads no clock): its wall clock less its backward passes at the baseline's mean
-step time, the two runs taken side by side. ``hpcore bench --suite`` runs several
-workloads x optimizers x schedules x seeds against Lookahead and raw-update extrapolation too.
+``hpcore bench`` (the main job) compares the plain loop at a tuned learning rate with the
+hybrid trainer (default config, told the step budget as ``total_steps``) on one long-run
+workload: the char transformer on Shakespeare with AdamW for 5,000 steps at the rate recorded
+for it (tuned on seed 100), or the NumPy MLP on digits when PyTorch is not installed; other
+rates come from a sweep of the plain loop on the run's seed (``--tune`` forces one). Under a
+constant rate the baseline runs on to 1.5x the budget beside the hybrid, so that its curve is
+the compute-equivalent frontier: the headline is the share of the baseline's backward passes
+and seconds the hybrid needed for its final loss. The table reports time-to-target at the
+budget and the hybrid's engine time per step, measured by the benchmark (the library reads no
+clock): its wall clock less its backward passes at the baseline's mean step time, the two
+runs taken side by side. ``hpcore bench --suite`` runs several workloads x optimizers x
+schedules x seeds against Lookahead and raw-update extrapolation too.
 """
 
 from __future__ import annotations
@@ -21,14 +26,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from hpcore.bench.runner import Curve
+    from hpcore.bench.workloads import Task
     from hpcore.config import HybridTrainerConfig
 
-__all__ = ["main"]
+__all__ = ["MAIN_WORKLOAD", "main"]
 
-MAIN_STEPS = 1500
+MAIN_WORKLOAD = "torch-chartf-long"  # the main job's workload
+FALLBACK_WORKLOAD = "numpy-mlp-digits"  # without PyTorch
+OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
 def _parser() -> argparse.ArgumentParser:
+    from hpcore.bench.suite import DEFAULT_SCHEDULES, SCHEDULES
     from hpcore.bench.workloads import SUITE_DEFAULT, WORKLOADS
 
     p = argparse.ArgumentParser(prog="hpcore", description=__doc__,
@@ -36,14 +46,19 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("bench", help="time-to-target: tuned baseline vs hybrid trainer")
     b.add_argument("--workload", default=None, choices=list(WORKLOADS),
-                   help="main job's workload (default torch-mlp-digits, numpy-mlp-digits "
+                   help=f"main job's workload (default {MAIN_WORKLOAD}, {FALLBACK_WORKLOAD} "
                         "without PyTorch)")
-    b.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
+    b.add_argument("--optimizer", default=None, choices=list(OPTIMIZERS),
+                   help="main job's optimizer (default: the workload's first)")
     b.add_argument("--steps", type=int, default=None,
-                   help=f"step budget of every run (main job: {MAIN_STEPS}; suite: per workload)")
+                   help="step budget of every run (default: the workload's own)")
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--schedule", default="constant", choices=["constant", "cosine"])
-    b.add_argument("--lr", type=float, default=None, help="skip the sweep and use this rate")
+    b.add_argument("--schedule", default="constant", choices=list(SCHEDULES))
+    b.add_argument("--lr", type=float, default=None,
+                   help="main job: use this rate (default: the workload's recorded one, else "
+                        "a sweep)")
+    b.add_argument("--tune", action="store_true",
+                   help="main job: tune the rate by a sweep on --seed even where one is recorded")
     b.add_argument("--out", type=Path, default=Path("hpcore-results"), help="output folder")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.add_argument("--verbose", action="store_true", help="show the engine's warnings")
@@ -57,9 +72,10 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--seeds", type=int, default=3, help="suite seeds (default 3)")
     b.add_argument("--optimizers", default=None,
                    help="suite optimizers, comma-separated (default: each workload's own, of "
-                        "sgd,adam)")
-    b.add_argument("--schedules", default="constant,cosine",
-                   help="suite schedules, comma-separated (default constant,cosine)")
+                        f"{','.join(OPTIMIZERS)})")
+    b.add_argument("--schedules", default=",".join(DEFAULT_SCHEDULES),
+                   help=f"suite schedules, comma-separated, of {','.join(SCHEDULES)} "
+                        f"(default {','.join(DEFAULT_SCHEDULES)})")
     b.add_argument("--floor", default=None,
                    help="the hybrid trainer's floor guard: a share in [0, 1] of the plain "
                         "loop's speed it must keep, or 'off' to let it jump unguarded "
@@ -117,80 +133,163 @@ def _hybrid_config(floor: str | None) -> HybridTrainerConfig | None:
         return None
 
 
+def _resolve(args: argparse.Namespace) -> tuple[Task, int, float | None, str]:
+    """The main job's task, step budget and learning rate, and where the rate comes from:
+    ``"given"`` (``--lr``), ``"recorded"`` (the workload's rate tuned at its budget) or
+    ``"sweep"`` (rate ``None``: the caller tunes it on ``--seed``).
+
+    Raises:
+        ValueError: an unknown workload, an optimizer the workload does not run, or both
+            ``--lr`` and ``--tune``.
+    """
+    from hpcore.bench.workloads import WORKLOADS, get_task, torch_available
+
+    if args.lr is not None and args.tune:
+        msg = "--lr and --tune both choose the rate; give one"
+        raise ValueError(msg)
+    name = args.workload or (MAIN_WORKLOAD if torch_available() else FALLBACK_WORKLOAD)
+    if name not in WORKLOADS:
+        msg = f"unknown workload {name!r}; known: {', '.join(WORKLOADS)}"
+        raise ValueError(msg)
+    task = get_task(name, args.optimizer or WORKLOADS[name].optimizers[0])
+    steps = args.steps or task.workload.steps
+    if args.lr is not None:
+        return task, steps, args.lr, "given"
+    # A recorded rate was tuned at the workload's budget: another budget needs its own sweep.
+    recorded = task.tuned_lr(args.schedule) if steps == task.workload.steps else None
+    if recorded is not None and not args.tune:
+        return task, steps, recorded, "recorded"
+    return task, steps, None, "sweep"
+
+
+def _lr_text(lr: float, how: str, seed: int) -> str:
+    """The learning rate and where it came from, for the title."""
+    from hpcore.bench.workloads import TUNED_SEED
+
+    where = {"given": "(given)", "recorded": f"tuned on seed {TUNED_SEED} (recorded)",
+             "sweep": f"tuned on seed {seed} (sweep)"}[how]
+    return f"lr {lr:g} {where}"
+
+
 def _main_job(args: argparse.Namespace, config: HybridTrainerConfig) -> int:
-    from tqdm import tqdm
+    """The main job: resolve the task and rate, run the baseline and the hybrid, report."""
+    from hpcore.bench.runner import warm_up_engine
 
-    from hpcore.bench.report import compute_equivalent, plot, summary_rows, table, write_json
-    from hpcore.bench.runner import CurveRun, run_together, time_to_target, tune_lr, warm_up_engine
-    from hpcore.bench.suite import TARGET_WINDOW
-    from hpcore.bench.workloads import get_task, torch_available
-
-    name = args.workload
-    if name is None:
-        if torch_available():
-            name = "torch-mlp-digits"
-        else:
-            name = "numpy-mlp-digits"
-            print("hpcore bench: PyTorch is not installed; running the NumPy MLP on digits "
-                  'instead (pip install "hybrid-predict-trainer[torch]" for the default)',
-                  file=sys.stderr)
     try:
-        task = get_task(name, args.optimizer)
+        task, steps, lr, how = _resolve(args)
     except ValueError as exc:
         print(f"hpcore bench: {exc}", file=sys.stderr)
         return 2
-    steps = args.steps or MAIN_STEPS
+    if args.workload is None and task.workload.name != MAIN_WORKLOAD:
+        print("hpcore bench: PyTorch is not installed; running the NumPy MLP on digits "
+              'instead (pip install "hybrid-predict-trainer[torch]" for the default)',
+              file=sys.stderr)
     started = time.time()
-    warm_up_engine(task.build(seed=args.seed, lr=1e-3, steps=steps).get_flat().size)
-    n_sweep = 0 if args.lr is not None else len(task.lr_grid)
-    bar = tqdm(total=(n_sweep + 2) * steps, unit="step", disable=args.quiet,
-               desc="tuning lr" if n_sweep else "baseline")
+    try:
+        warm_up_engine(task.build(seed=args.seed, lr=1e-3, steps=steps).get_flat().size)
+    except ModuleNotFoundError as exc:  # the workload's data ship in a package not installed
+        print(f"hpcore bench: {exc}", file=sys.stderr)
+        return 2
+    lr, finals, frontier, hyb = _run_main(args, task, steps, lr, config)
+    _report_main(args, task, steps, (lr, how, finals), frontier, hyb, started)
+    return 0
+
+
+def _baseline_steps(steps: int, schedule: str) -> int:
+    """How far the main job's baseline runs: under a constant rate on past the budget (a
+    shorter run is the longer one's prefix, so its curve is the frontier), else the budget."""
+    from hpcore.bench.suite import OVERRUN
+
+    return round(OVERRUN * steps) if schedule == "constant" else steps
+
+
+def _run_main(args: argparse.Namespace, task: Task, steps: int, lr: float | None,
+              config: HybridTrainerConfig) -> tuple[float, dict[float, float], Curve, Curve]:
+    """The sweep (where ``lr`` is None), then the baseline and the hybrid side by side:
+    ``(lr, the sweep's final losses, the baseline's whole curve, the hybrid's)``."""
+    from tqdm import tqdm
+
+    from hpcore.bench.runner import CurveRun, run_together, tune_lr
+
+    base_steps = _baseline_steps(steps, args.schedule)
+    n_sweep = len(task.lr_grid) if lr is None else 0
+    bar = tqdm(total=n_sweep * steps + base_steps + steps, unit="step", disable=args.quiet,
+               desc="tuning lr" if n_sweep else "baseline and hybrid")
     tick = lambda _i: bar.update(1)  # noqa: E731
-    if args.lr is None:
+    finals: dict[float, float] = {}
+    if lr is None:
         lr, finals = tune_lr(task, steps=steps, seed=args.seed, schedule=args.schedule,
                              on_step=tick)
-    else:
-        lr, finals = args.lr, {}
     # Side by side, one validation interval of each in turn: a drift of the machine's speed
-    # slows both alike.
+    # slows both alike (the baseline's steps past the budget run alone).
     bar.set_description("baseline and hybrid")
     runs = [CurveRun(task, lr=lr, steps=steps, seed=args.seed, schedule=args.schedule,
-                     on_step=tick),
+                     on_step=tick, run_steps=base_steps),
             CurveRun(task, lr=lr, steps=steps, seed=args.seed, schedule=args.schedule,
                      config=config, on_step=tick)]
     run_together(runs)
-    base, hyb = (r.curve() for r in runs)
     bar.close()
+    frontier, hyb = (r.curve() for r in runs)
+    return lr, finals, frontier, hyb
+
+
+def _report_main(args: argparse.Namespace, task: Task, steps: int,
+                 rate: tuple[float, str, dict[float, float]], frontier: Curve, hyb: Curve,
+                 started: float) -> None:
+    """Print the headline (compute-equivalent) and the table; write the JSON and the plot.
+    ``rate`` is ``(lr, where it came from, the sweep's final losses)``."""
+    from hpcore.bench import report
+    from hpcore.bench.runner import time_to_target, truncated
+    from hpcore.bench.suite import TARGET_WINDOW
+
+    lr, how, finals = rate
+    base = truncated(frontier, steps)  # the baseline at the budget, for the table
     ttt = time_to_target(base, hyb, window=TARGET_WINDOW)
-    rows = summary_rows(base, hyb, ttt)
-    tuned = "tuned" if args.lr is None else "given"
-    title = f"{task.name}, {args.schedule} lr {lr:g} ({tuned}), {steps} steps, seed {args.seed}"
-    if args.floor is not None:
-        title += ", floor guard " + ("off" if config.floor is None else f"{config.floor:g}")
+    rows = report.summary_rows(base, hyb, ttt)
+    equivalent = report.compute_equivalent(frontier, hyb, args.schedule, TARGET_WINDOW)
+    title = _title(args, task, steps, lr, how, int(frontier.steps[-1]), hyb.config)
     print(f"\n{title}\n")
-    print(table(rows, ttt))
-    equivalent = compute_equivalent(base, hyb, args.schedule, TARGET_WINDOW)
-    print(equivalent["summary"])
+    print(equivalent["summary"] + "\n")
+    print(report.table(rows, ttt))
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"{task.name}-{args.schedule}-seed{args.seed}"
+    # the baseline's (backward passes, seconds, smoothed loss) points; none under an annealed
+    # schedule, where its curve is no frontier
+    points = (report.frontier_points(frontier, TARGET_WINDOW) if args.schedule == "constant"
+              else None)
     payload = {
         "workload": task.workload.name, "optimizer": task.optimizer, "schedule": args.schedule,
-        "seed": args.seed, "steps": steps, "lr": lr, "floor": config.floor,
+        "seed": args.seed, "steps": steps, "baseline_steps": int(frontier.steps[-1]),
+        "lr": lr, "lr_from": how, "floor": hyb.config.floor if hyb.config else None,
         "lr_sweep": {str(k): v for k, v in finals.items()},
-        "time_to_target": ttt, "compute_equivalent": equivalent, "rows": rows,
+        "time_to_target": ttt, "compute_equivalent": equivalent,
+        "frontier": points,
+        "rows": rows,
         "machine": platform.platform(),
         "elapsed_s": time.time() - started,
         "curves": {c.label: {"steps": c.steps, "wall": c.wall, "backward": c.backward,
                              "val_loss": c.val_loss, "val_acc": c.val_acc}
-                   for c in (base, hyb)},
+                   for c in (frontier, hyb)},
         "predict_spans": hyb.predict_spans,
         "hybrid_statistics": hyb.statistics,
         "hybrid_config": _config_dict(hyb.config),
     }
-    js = write_json(args.out / f"{stem}.json", payload)
-    png = plot(args.out / f"{stem}.png", base, hyb, title)
+    js = report.write_json(args.out / f"{stem}.json", payload)
+    png = report.plot(args.out / f"{stem}.png", frontier, hyb, title, equivalent=equivalent,
+                      window=TARGET_WINDOW)
     print(f"\nwrote {js} and {png} ({time.time() - started:.0f} s)")
-    return 0
+
+
+def _title(args: argparse.Namespace, task: Task, steps: int, lr: float, how: str,
+           base_steps: int, config: HybridTrainerConfig | None) -> str:
+    """The run in one line: task, schedule, rate and its origin, budget, seed, guard."""
+    title = (f"{task.name}, {args.schedule} {_lr_text(lr, how, args.seed)}, {steps} steps, "
+             f"seed {args.seed}")
+    if args.floor is not None and config is not None:
+        title += ", floor guard " + ("off" if config.floor is None else f"{config.floor:g}")
+    if base_steps > steps:
+        title += f"; baseline run on to {base_steps} steps as the frontier"
+    return title
 
 
 def _config_dict(config: HybridTrainerConfig | None) -> dict[str, Any] | None:
@@ -232,7 +331,7 @@ def _suite(args: argparse.Namespace, config: HybridTrainerConfig) -> int:
         print("hpcore bench: --seeds must be >= 1", file=sys.stderr)
         return 2
     schedules = _names(args.schedules, SCHEDULES, "--schedules")
-    optimizers = _names(args.optimizers, ("sgd", "adam"), "--optimizers") \
+    optimizers = _names(args.optimizers, OPTIMIZERS, "--optimizers") \
         if args.optimizers is not None else None
     if schedules is None or (args.optimizers is not None and optimizers is None):
         return 2

@@ -278,6 +278,16 @@ class HybridTrainerConfig:
         check_interval: predicted steps between two probe checks (only with a ``probe``).
         rollback_tolerance: relative rise of a probe loss over its pre-jump value that ends
             a Predict phase at its best checked point.
+        judge_margin: standard errors (of the judged loss against the trend's) by which the
+            loss after a jump may lie above the trend's before the jump is rolled back. The
+            judged loss is read soon after the jump and the trend's line, on a decelerating
+            loss, runs below the real trend, so both err against the jump: 3 standard errors
+            kept more of the jumps that paid than 2 or 4 (``benchmarks/config_variants.py``
+            on tuning seeds 7 and 8 of torch-chartf-long).
+        optimizer_at_jump: what the optimizer's state does at a jump's landing: ``"keep"``
+            leaves it as the last full step left it; ``"advance"`` counts the predicted steps
+            as taken for its step counters (Adam's bias correction, which otherwise replays
+            part of its warm-up after every jump). The moments are kept either way.
         collect_metrics: keep a record of every jump for ``export_metrics``.
         seed: seeds the engine's own randomness.
         horizon_policy: who picks each jump's horizon: ``"doubling"`` (double after a jump
@@ -315,6 +325,8 @@ class HybridTrainerConfig:
     )
     check_interval: int = attrs.field(default=25, validator=_int_at_least(1))
     rollback_tolerance: float = attrs.field(default=0.5, validator=_float_in(0.0, 1e9))
+    judge_margin: float = attrs.field(default=3.0, validator=_float_in(0.0, 100.0, lo_open=True))
+    optimizer_at_jump: str = attrs.field(default="keep", validator=_one_of("keep", "advance"))
     collect_metrics: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
     seed: int = attrs.field(default=0, validator=_int_at_least(0))
     horizon_policy: str = attrs.field(default="doubling", validator=_one_of("linucb", "doubling"))

@@ -249,21 +249,26 @@ class Controller:
             expected = f.value(j.start_full) + f.slope * ahead
             spread = math.sqrt(f.noise ** 2 / m + f.noise ** 2 / len(s.trend.losses)
                                + (f.slope_se * ahead) ** 2)
-        margin = 2.0 * spread
+        margin = c.judge_margin * spread
         if after > expected + margin:
             return self._rollback(s, reason="judged", after=after, expected=expected)
-        rate = -f.slope if f.significant else math.nan
+        # Kept: priced in full steps at the trend's rate where it is known (its error too, so
+        # that the ledger and the policy can pool the evidence of several jumps).
+        rate = -f.slope
         gained = (expected - after) / rate if f.significant else 0.0
-        at_least = (expected - after - margin) / (rate + 2.0 * f.slope_se) if f.significant else 0.0
+        gained_se = spread / rate if f.significant else 0.0
         n = s.counters
         log.info("jump_judged", step=n.steps, kept=True, horizon=j.horizon, taken=j.taken,
                  steps_gained=round(gained, 2), loss_after=after, expected=expected)
         s = attrs.evolve(
             s, counters=attrs.evolve(n, kept=n.kept + 1),
-            trend=trend.relevel(s.trend, min(after - expected, 0.0)),
-            floor=ledger.record(s.floor, gained=min(at_least, gained)),
+            # The trend continues from the level the run is at: the stored points move by
+            # the jump's estimate, either way (moving them only down would bias the next
+            # judgement against the jump).
+            trend=trend.relevel(s.trend, after - expected),
+            floor=ledger.record(s.floor, gained=gained, gained_se=gained_se),
             policy=horizon.learn(s.policy, j.arm, np.asarray(j.context), gained, j.taken, steps,
-                                 False))
+                                 False, ahead=expected - after, rate_known=f.significant))
         s = attrs.evolve(s, phase=Phase.FULL, left=c.full_steps, jump=None)
         return self._next_full(s, judge="keep", save=True, gained=gained, after=after)
 

@@ -43,7 +43,9 @@ class OptimizerPort(Protocol):
     ``load_optimizer_state`` puts one back, keeping the current hyperparameters (a
     schedule counts every step). ``commit_params()`` pushes the flat vector into the model
     where the two cannot share memory, ``sync_params()`` the other way (called only before
-    the core reads the vector); ``all_reduce_mean`` averages scalars over processes.
+    the core reads the vector); ``all_reduce_mean`` averages scalars over processes;
+    ``advance_steps(k)`` moves the optimizer's own step counters on by ``k`` (the config's
+    ``optimizer_at_jump="advance"``).
     """
 
     def optimizer_state(self, reuse: Any = None) -> Any: ...
@@ -55,6 +57,8 @@ class OptimizerPort(Protocol):
     def sync_params(self) -> None: ...
 
     def all_reduce_mean(self, values: tuple[float, ...]) -> tuple[float, ...]: ...
+
+    def advance_steps(self, steps: int) -> None: ...
 
 
 def group_offsets(sizes: list[int]) -> np.ndarray:
@@ -257,6 +261,8 @@ class HybridCore:
         if a.settle >= 0:
             t.settle(a.settle, before.jump.horizon)
             self.port.commit_params()
+            if self.config.optimizer_at_jump == "advance" and a.settle:
+                self.port.advance_steps(a.settle)
         if a.restart:
             t.restart()
         if a.save:

@@ -85,6 +85,10 @@ class FlatOptimizer:
         """A predicted step: the schedule advances, the state does not."""
         self.schedule_step += 1
 
+    def advance_count(self, steps: int) -> None:
+        """``steps`` predicted steps count as taken for the state's own step counter (Adam's
+        bias correction); a state without one (SGD's momentum) is left alone."""
+
     def _update(self, params: np.ndarray, grad: np.ndarray) -> None:
         raise NotImplementedError
 
@@ -202,6 +206,10 @@ class Adam(FlatOptimizer):
         step_size = self.lr / (1 - b1**self._t)
         denom = np.sqrt(self._v / (1 - b2**self._t)) + self.eps
         params -= np.asarray(step_size * self._m / denom, dtype=params.dtype)
+
+    def advance_count(self, steps: int) -> None:
+        if self._t:  # before the first full step there are no moments to correct
+            self._t += steps
 
     _BUFFERS = ("exp_avg", "exp_avg_sq")
     _COUNTS = ("t", "schedule_step")

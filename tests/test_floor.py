@@ -26,6 +26,21 @@ class TestCredit:
         assert s == FloorState(gained=12.5, spent=40.0)
         assert credit(s, 0.95, 1000, None) == pytest.approx(50.0 + 12.5 - 40.0)
 
+    def test_gains_count_at_the_lower_bound_of_their_sum(self):
+        """Four jumps each 40 +- 30 steps: their sum, 160 +- 60, counts as 40 (160 - 2 x 60),
+        where per-jump lower bounds would have summed to -80."""
+        s = FloorState()
+        for _ in range(4):
+            s = record(s, gained=40.0, gained_se=30.0)
+        assert s.variance == pytest.approx(3600.0)
+        assert credit(s, 0.95, 0, 1000) == pytest.approx(50.0 + 160.0 - 120.0)
+
+    def test_kept_jumps_never_drain_the_slack(self):
+        """Kept jumps whose pooled estimate is negative (within the judge's noise) add
+        nothing and take nothing: only probes and rollbacks are paid from the slack."""
+        s = record(record(FloorState(), gained=-40.0, gained_se=30.0), spent=10.0)
+        assert credit(s, 0.95, 0, 1000) == pytest.approx(50.0 - 10.0)
+
     def test_a_floor_of_one_is_refused(self):
         """floor must leave some slack (< 1): 1.0 would never let a jump act."""
         with pytest.raises(ValueError, match=r"'floor' must be in \[0.0, 1.0\) \(got 1.0\)"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import attrs
 import numpy as np
 import pytest
 
@@ -231,3 +232,21 @@ class TestHybridOptimizer:
         np.testing.assert_array_equal(opt.optimizer.state_dict()["momentum_buffer"],
                                       before["optimizer"]["momentum_buffer"])
         assert opt.statistics() == stats
+
+
+class TestOptimizerAtJump:
+    @pytest.mark.parametrize("mode", ["keep", "advance"])
+    def test_adams_counter_counts_the_predicted_steps_only_when_told(self, mode):
+        """With ``optimizer_at_jump="advance"`` Adam's bias-correction counter moves on by
+        the predicted steps at the landing; with ``"keep"`` it counts full steps only."""
+        from hpcore.optim import Adam
+
+        p = np.zeros(4, np.float32)
+        adam = Adam(lr=0.01)
+        opt = HybridOptimizer(p, adam, attrs.evolve(SMALL, optimizer_at_jump=mode))
+        target = np.full(4, 10.0, np.float32)
+        until(opt, p, target, lambda rs: not opt.need_grads)
+        t0 = adam.state_dict()["t"]
+        predicted = until(opt, p, target, lambda rs: opt.need_grads)
+        assert t0 > 0 and len(predicted) == SMALL.max_predict_steps
+        assert adam.state_dict()["t"] == t0 + (len(predicted) if mode == "advance" else 0)

@@ -12,7 +12,8 @@ from hpcore.bench.frontier import from_runs
 from hpcore.bench.runner import Curve, engine_seconds, overhead_pct, smoothed
 from hpcore.config import HybridTrainerConfig
 
-__all__ = ["at_wall", "compute_equivalent", "plot", "summary_rows", "table", "write_json"]
+__all__ = ["at_wall", "compute_equivalent", "figure", "frontier_points", "jump_backward",
+           "plot", "summary_rows", "table", "write_json"]
 
 
 def at_wall(curve: Curve, seconds: float, what: str = "val_loss") -> float:
@@ -134,11 +135,22 @@ def what_the_engine_did(row: dict[str, Any]) -> str:
             f"{row['predicted_pct']:.1f}% of {row['steps']} steps predicted{ledger}")
 
 
+def frontier_points(baseline: Curve, window: int) -> dict[str, list[float]]:
+    """The baseline's validation points past the start as ``(backward passes, seconds,
+    loss averaged over window points)`` lists: under a constant rate each is the end of a
+    shorter budget's run, so together they give the frontier (:mod:`hpcore.bench.frontier`)."""
+    loss = smoothed(baseline, window)
+    return {"backward": [float(v) for v in baseline.backward[1:]],
+            "wall": [float(v) for v in baseline.wall[1:]],
+            "loss": [float(v) for v in loss[1:]]}
+
+
 def compute_equivalent(baseline: Curve, hybrid: Curve, schedule: str, window: int) -> dict[str, Any]:
     """The hybrid's final loss placed on the baseline's frontier (DESIGN section 9), in
     backward passes and in seconds. Under a constant rate the baseline's own curve is the
-    frontier (a shorter budget's run is its prefix); an annealed schedule needs baselines at
-    several budgets, which the main job does not run, so it reports none."""
+    frontier (a shorter budget's run is its prefix; run it past the hybrid's budget for the
+    frontier to reach beyond it); an annealed schedule needs baselines at several budgets,
+    which the main job does not run, so it reports none."""
     loss = float(smoothed(hybrid, window)[-1])
     out: dict[str, Any] = {"hybrid_final_loss": loss, "backward_speedup": None,
                            "wall_speedup": None}
@@ -146,16 +158,16 @@ def compute_equivalent(baseline: Curve, hybrid: Curve, schedule: str, window: in
         out["summary"] = (f"compute-equivalent: not computed under a {schedule} schedule (it "
                           "needs baseline runs at several budgets)")
         return out
-    base = smoothed(baseline, window)
-    for cost, name, own in ((baseline.backward, "backward", hybrid.backward[-1]),
-                            (baseline.wall, "wall", hybrid.wall[-1])):
-        f = from_runs(cost[1:], base[1:])
+    points = frontier_points(baseline, window)
+    for name, own in (("backward", hybrid.backward[-1]), ("wall", hybrid.wall[-1])):
+        f = from_runs(points[name], points["loss"])
         out[f"baseline_{name}_needed"] = f.cost_for(loss)
         out[f"{name}_speedup"] = f.speedup(loss, float(own))
     b, w = out["backward_speedup"], out["wall_speedup"]
     if b is None:
         out["summary"] = (f"compute-equivalent: the hybrid's final loss {loss:.4f} is below every "
-                          "point of the baseline's curve (more than the baseline's budget)")
+                          f"point of the baseline's curve (more than its "
+                          f"{baseline.backward[-1]:.0f} backward passes)")
     else:
         out["summary"] = (f"compute-equivalent: the baseline reaches the hybrid's final loss "
                           f"{loss:.4f} after {out['baseline_backward_needed']:.0f} backward passes "
@@ -177,32 +189,83 @@ def write_json(path: Path, payload: dict[str, Any]) -> Path:
     return path
 
 
-def plot(path: Path, baseline: Curve, hybrid: Curve, title: str) -> Path:
-    """Validation loss against wall-clock and against steps, Predict phases shaded."""
+def jump_backward(spans: list[tuple[int, int]]) -> list[int]:
+    """Backward passes taken before each predicted span ``(first, last)`` began: the steps
+    before it less the predicted ones (a predicted step adds no backward pass)."""
+    out, predicted = [], 0
+    for a, b in spans:
+        out.append(a - 1 - predicted)
+        predicted += b - a + 1
+    return out
+
+
+def plot(path: Path, baseline: Curve, hybrid: Curve, title: str, *,
+         equivalent: dict[str, Any] | None = None, window: int = 1) -> Path:
+    """Validation loss against backward passes and against seconds, written to ``path``
+    (:func:`figure`)."""
+    plt = _pyplot()
+    fig = figure(baseline, hybrid, title, equivalent=equivalent, window=window)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def figure(baseline: Curve, hybrid: Curve, title: str, *,
+           equivalent: dict[str, Any] | None = None, window: int = 1) -> Any:
+    """The plot as a matplotlib figure: two panels, validation loss (averaged over ``window``
+    points) against backward passes and against seconds (validation excluded), log scale.
+
+    The baseline is drawn to its end; with ``equivalent`` (:func:`compute_equivalent`'s
+    result) a dotted line marks the hybrid's final loss and, where the baseline's frontier
+    reaches it, a marker the compute-equivalent point. Predicted spans are shaded on the
+    seconds panel (through the hybrid's (step, seconds) points) and marked as thin bands on
+    the backward-pass panel where each jump happened (:func:`jump_backward`)."""
+    fig, (ax_b, ax_w) = _pyplot().subplots(1, 2, figsize=(12, 4.5))
+    frontier = equivalent is not None and "baseline_backward_needed" in equivalent
+    for c, colour in ((baseline, "tab:blue"), (hybrid, "tab:orange")):
+        label = "baseline (frontier)" if c is baseline and frontier else c.label
+        loss = smoothed(c, window)
+        ax_b.plot(c.backward, loss, color=colour, label=label)
+        ax_w.plot(c.wall, loss, color=colour, label=label)
+    _mark_spans(ax_b, ax_w, hybrid)
+    if equivalent is not None:
+        _mark_equivalent(ax_b, ax_w, equivalent)
+    ylabel = "validation loss" + (f" (mean of {window} evaluations)" if window > 1 else "")
+    for ax, xlabel in ((ax_b, "backward passes"), (ax_w, "seconds (validation excluded)")):
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_yscale("log")
+        ax.legend(fontsize="small")
+    fig.suptitle(title, fontsize="medium")
+    fig.tight_layout()
+    return fig
+
+
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (files only: no display is needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_w, ax_s) = plt.subplots(1, 2, figsize=(11, 4))
-    for c, colour in ((baseline, "tab:blue"), (hybrid, "tab:orange")):
-        ax_w.plot(c.wall, c.val_loss, color=colour, label=c.label)
-        ax_s.plot(c.steps, c.val_loss, color=colour, label=c.label)
-    for i, (a, b) in enumerate(hybrid.predict_spans):
-        ax_s.axvspan(a - 1, b, color="tab:orange", alpha=0.15, lw=0,
-                     label="predicted steps" if i == 0 else None)
-        # the same spans on the wall-clock axis, through the hybrid's (step, wall) points
+    return plt
+
+
+def _mark_spans(ax_b: Any, ax_w: Any, hybrid: Curve) -> None:
+    """Predicted spans: shaded on the seconds panel, thin bands on the backward-pass one."""
+    for i, ((a, b), at) in enumerate(zip(hybrid.predict_spans, jump_backward(hybrid.predict_spans),
+                                         strict=True)):
+        label = "predicted steps" if i == 0 else None
+        ax_b.axvline(at, color="tab:orange", alpha=0.3, lw=1.5, label=label)
         wa, wb = np.interp([a - 1, b], hybrid.steps, hybrid.wall)
-        ax_w.axvspan(wa, wb, color="tab:orange", alpha=0.15, lw=0)
-    target = baseline.val_loss[-1]
-    for ax, xlabel in ((ax_w, "wall-clock (s, validation excluded)"), (ax_s, "step")):
-        ax.axhline(target, color="grey", ls=":", lw=1, label="target")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("validation loss")
-        ax.set_yscale("log")
-        ax.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+        ax_w.axvspan(wa, wb, color="tab:orange", alpha=0.15, lw=0, label=label)
+
+
+def _mark_equivalent(ax_b: Any, ax_w: Any, equivalent: dict[str, Any]) -> None:
+    """The hybrid's final loss as a dotted line; a marker where the frontier reaches it."""
+    loss = equivalent["hybrid_final_loss"]
+    for ax, key in ((ax_b, "baseline_backward_needed"), (ax_w, "baseline_wall_needed")):
+        ax.axhline(loss, color="grey", ls=":", lw=1, label="hybrid's final loss")
+        x = equivalent.get(key)
+        if x is not None:
+            ax.plot([x], [loss], "o", color="black", ms=6, label="compute-equivalent")

@@ -64,6 +64,7 @@ __all__ = [
     "smoothed",
     "step_seconds",
     "time_to_target",
+    "truncated",
     "tune_lr",
     "warm_up_engine",
 ]
@@ -333,6 +334,38 @@ def warm_up_engine(size: int = 70_000) -> None:
 def at_step(curve: Curve, step: int) -> int:
     """Index of the last validation point at or before ``step``."""
     return max(int(np.searchsorted(curve.steps, step, side="right")) - 1, 0)
+
+
+def truncated(curve: Curve, step: int) -> Curve:
+    """``curve`` up to ``step``: its validation points at or before it and its predicted spans
+    cut there, so that a run taken past its budget (``run_steps``) reads as the run at it.
+
+    The timed counts are cut with the steps: the steps left out of the timing (JAX's
+    compilation) are taken to lie before ``step``, as a plain loop's do (it compiles on its
+    first step). ``statistics`` and ``config`` are the whole run's (the engine keeps no
+    history of its counters).
+
+    Raises:
+        ValueError: ``step`` is negative.
+    """
+    if step < 0:
+        msg = f"cannot cut a curve at a negative step (got {step})"
+        raise ValueError(msg)
+    n = at_step(curve, step) + 1
+    if n == len(curve.steps):
+        return curve
+    spans = [(a, min(b, step)) for a, b in curve.predict_spans if a <= step]
+    timed_steps = timed_backward = None
+    if curve.timed_steps is not None:
+        untimed = int(curve.steps[-1]) - curve.timed_steps
+        timed_steps = max(int(curve.steps[n - 1]) - untimed, 0)
+    if curve.timed_backward is not None:
+        untimed = int(curve.backward[-1]) - curve.timed_backward
+        timed_backward = max(int(curve.backward[n - 1]) - untimed, 0)
+    return attrs.evolve(curve, steps=curve.steps[:n], wall=curve.wall[:n],
+                        backward=curve.backward[:n], val_loss=curve.val_loss[:n],
+                        val_acc=curve.val_acc[:n], predict_spans=spans,
+                        timed_steps=timed_steps, timed_backward=timed_backward)
 
 
 def smoothed(curve: Curve, window: int) -> np.ndarray:

@@ -29,12 +29,15 @@ from hpcore.bench.runner import (
 from hpcore.bench.workloads import WORKLOADS, get_task
 from hpcore.config import HybridTrainerConfig
 
-__all__ = ["SUITE_METHODS", "markdown_table", "run_suite", "seed_result", "summarise"]
+__all__ = ["DEFAULT_SCHEDULES", "SCHEDULES", "SUITE_METHODS", "markdown_table", "run_suite",
+           "seed_result", "summarise", "total_steps"]
 
 SUITE_METHODS = ("hybrid", "lookahead", "extrapolation", "control")
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "cosine", "wsd")  # what the suite accepts
+DEFAULT_SCHEDULES = ("constant", "cosine")  # what it runs unless told
 # With a constant learning rate the methods may run on past the baseline's budget to reach its
-# final loss (steps are not the cost, wall-clock is); a cosine schedule ends with the budget.
+# final loss (steps are not the cost, wall-clock is); an annealed schedule (cosine, wsd) ends
+# with the budget.
 OVERRUN = 1.5
 # Validation points averaged for the target and for reaching it (and for the equal-step loss):
 # one evaluation's noise must not decide a row (the control row shows how much it can).
@@ -113,7 +116,7 @@ def run_suite(
     *,
     seeds: int = 3,
     steps: int | None = None,
-    schedules: Sequence[str] = SCHEDULES,
+    schedules: Sequence[str] = DEFAULT_SCHEDULES,
     optimizers: Sequence[str] | None = None,
     methods: Sequence[str] = SUITE_METHODS,
     config: HybridTrainerConfig | None = None,
@@ -266,7 +269,7 @@ def _kept(offered: Sequence[str], wanted: Sequence[str] | None) -> list[str]:
 
 
 def total_steps(workloads: Sequence[str], *, seeds: int, steps: int | None,
-                schedules: Sequence[str] = SCHEDULES,
+                schedules: Sequence[str] = DEFAULT_SCHEDULES,
                 optimizers: Sequence[str] | None = None,
                 methods: Sequence[str] = SUITE_METHODS) -> int:
     """Training steps the suite will take (for a progress bar)."""

@@ -8,7 +8,9 @@ A :class:`Workload` names what is trained; :meth:`Workload.task` binds an optimi
 hybrid trainer over the same model and optimizer, flat get/set of the parameters (for
 Lookahead) and validation.
 
-:data:`LONG_WORKLOADS` are the entries for long-run studies (thousands of steps, AdamW).
+:data:`LONG_WORKLOADS` are the entries for long-run studies (thousands of steps, AdamW). A
+workload may record learning rates tuned for it (:attr:`Workload.tuned`, :meth:`Task.tuned_lr`)
+so that a run at its budget can skip the sweep.
 
 Torch and JAX are imported only when a workload of theirs is built.
 """
@@ -25,9 +27,13 @@ from hpcore.bench import data
 from hpcore.bench.numpy_mlp import MLP, SoftmaxRegression
 from hpcore.bench.runs import JaxRun, NumpyRun, TorchRun
 
-__all__ = ["LONG_WORKLOADS", "WORKLOADS", "Task", "Workload", "get_task", "torch_available"]
+__all__ = ["LONG_WORKLOADS", "TUNED_SEED", "WORKLOADS", "Task", "Workload", "get_task",
+           "torch_available"]
 
 _SCHEDULES = ("constant", "cosine", "wsd")  # what Task.build accepts
+# The seed the recorded rates (Workload.tuned) were tuned on: hpcore.bench.long_study's
+# TUNING_SEED, never a seed a study reports.
+TUNED_SEED = 100
 
 
 def torch_available() -> bool:
@@ -237,6 +243,9 @@ class Workload:
         steps: the suite's step budget for this workload.
         eval_every: steps between two validation points.
         builder: ``(seed, optimizer, lr, steps, schedule) -> run``.
+        tuned: ``(optimizer, schedule) -> learning rate`` tuned for this workload at its
+            budget ``steps`` on :data:`TUNED_SEED` (the plain loop's sweep over the grid);
+            empty where none was recorded.
     """
 
     name: str
@@ -246,6 +255,7 @@ class Workload:
     steps: int
     eval_every: int
     builder: Callable[..., Any] = attrs.field(repr=False)
+    tuned: dict[tuple[str, str], float] = attrs.field(factory=dict)
 
     @property
     def optimizers(self) -> tuple[str, ...]:
@@ -278,6 +288,11 @@ class Task:
     def eval_every(self) -> int:
         return self.workload.eval_every
 
+    def tuned_lr(self, schedule: str) -> float | None:
+        """The rate recorded for this optimizer and ``schedule`` (tuned at the workload's
+        budget on :data:`TUNED_SEED`), or ``None`` where none was: a sweep must pick one."""
+        return self.workload.tuned.get((self.optimizer, schedule))
+
     def build(self, *, seed: int, lr: float, steps: int, schedule: str = "constant") -> Any:
         """A fresh run at the seed's initial point (schedule ``"constant"``, ``"cosine"`` or
         ``"wsd"``)."""
@@ -289,6 +304,18 @@ class Task:
 
 _SGD = (0.01, 0.03, 0.1, 0.3)
 _ADAM = (3e-4, 1e-3, 3e-3, 1e-2)
+
+# Rates of torch-chartf-long from hpcore.bench.long_study.tune: the plain loop's sweep over the
+# workload's grid (1e-3 to 9e-3) on seed 100 (TUNED_SEED), 5,000 steps (its budget), as
+#     python benchmarks/long_runs.py --workloads torch-chartf-long --schedules constant
+# runs it (--schedules wsd, cosine for the others). Final validation losses, 2026-12-02:
+# constant 1.866 1.806 1.787 1.789 1.796 1.819; wsd 1.834 1.727 1.709 1.704 1.707 1.706;
+# cosine 1.979 1.805 1.751 1.724 1.714 1.716.
+_CHARTF_LONG_TUNED = {
+    ("adamw", "constant"): 3e-3,
+    ("adamw", "wsd"): 4.5e-3,
+    ("adamw", "cosine"): 6e-3,
+}
 
 WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     Workload("numpy-mlp-digits", "numpy", "NumPy MLP 64-64-10 (tanh) on digits, batch 32",
@@ -314,7 +341,8 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     Workload("torch-chartf-long", "torch",
              "PyTorch char transformer (2 pre-LN blocks, d=48, ctx 32) on Shakespeare, "
              "batch 16, AdamW, long run",
-             {"adamw": (1e-3, 2e-3, 3e-3, 4.5e-3)}, 5000, 100, _torch_char_transformer),
+             {"adamw": (1e-3, 2e-3, 3e-3, 4.5e-3, 6e-3, 9e-3)}, 5000, 100, _torch_char_transformer,
+             tuned=_CHARTF_LONG_TUNED),
     Workload("torch-cnn-mnist-long", "torch",
              "PyTorch CNN (2 conv 8/16 ch + linear) on MNIST (12k train / 500 val), batch 32, "
              "AdamW, long run",

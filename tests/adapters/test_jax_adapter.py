@@ -451,3 +451,22 @@ def test_checkpoint_resume_is_bit_identical(tmp_path):
     np.testing.assert_array_equal(flat(a.params), flat(b.params))
     assert a.statistics() == b.statistics()
     assert a.statistics().predicted_steps > 0
+
+
+class TestOptimizerAtJump:
+    @pytest.mark.parametrize("mode", ["keep", "advance"])
+    def test_adams_count_counts_the_predicted_steps_only_when_told(self, mode):
+        """``optimizer_at_jump="advance"``: ScaleByAdamState's count moves on by the
+        predicted steps at the landing; a schedule's count moves on every step either way."""
+        tx = optax.chain(optax.scale_by_adam(), optax.scale_by_schedule(lambda n: -1e-3))
+        opt = HybridOptimizer(tx, init(0), attrs.evolve(SMALL, optimizer_at_jump=mode))
+        it = digit_batches(0)
+        until_predicted(opt, it)
+        adam0, sched0 = int(opt.opt_state[0].count), int(opt.opt_state[1].count)
+        predicted = 0
+        while not opt.need_grads:
+            opt.step()
+            predicted += 1
+        assert adam0 > 0 and predicted == SMALL.max_predict_steps
+        assert int(opt.opt_state[0].count) == adam0 + (predicted if mode == "advance" else 0)
+        assert int(opt.opt_state[1].count) == sched0 + predicted

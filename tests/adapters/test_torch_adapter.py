@@ -364,3 +364,30 @@ def test_numba_threads_follow_torch_after_construction_and_after_a_jump():
 
 def _np(t) -> np.ndarray:
     return t.detach().numpy()
+
+
+class TestOptimizerAtJump:
+    @pytest.mark.parametrize("mode", ["keep", "advance"])
+    def test_adams_step_counters_count_the_predicted_steps_only_when_told(self, mode):
+        """``optimizer_at_jump="advance"``: every parameter's ``step`` moves on by the
+        predicted steps at the landing (AdamW's bias correction); ``"keep"``: full steps."""
+        model = mlp()
+        inner = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        opt = HybridOptimizer(inner, attrs.evolve(FAST, optimizer_at_jump=mode))
+        x, y = digits()
+        first = next(iter(model.parameters()))
+        for _ in range(500):
+            if not opt.need_grads:
+                break
+            loss = torch.nn.functional.cross_entropy(model(x[:32]), y[:32])
+            loss.backward()
+            opt.step(loss)
+            opt.zero_grad()
+        t0 = float(inner.state[first]["step"])
+        predicted = 0
+        while not opt.need_grads:
+            opt.step()
+            predicted += 1
+        assert t0 > 0 and predicted == FAST.max_predict_steps
+        want = t0 + (predicted if mode == "advance" else 0)
+        assert {float(inner.state[q]["step"]) for q in model.parameters()} == {want}

@@ -63,6 +63,17 @@ def test_registry_lists_the_long_workloads():
     assert WORKLOADS["torch-chartf-shakespeare"].optimizers == ("adam",)
 
 
+def test_recorded_rates():
+    """torch-chartf-long records its AdamW rates for constant, wsd and cosine (tuned on seed
+    100 at 5,000 steps); no other workload records any."""
+    task = get_task("torch-chartf-long", "adamw")
+    assert task.tuned_lr("constant") == 3e-3 and task.tuned_lr("wsd") == 4.5e-3
+    assert task.tuned_lr("cosine") == 6e-3
+    assert all(r in task.lr_grid for r in task.workload.tuned.values())  # from the sweep's grid
+    assert [n for n, w in WORKLOADS.items() if w.tuned] == ["torch-chartf-long"]
+    assert get_task("numpy-mlp-digits", "sgd").tuned_lr("constant") is None
+
+
 def test_build_refuses_an_unknown_schedule():
     """``Task.build`` names the three schedules it accepts."""
     with pytest.raises(ValueError, match="'constant', 'cosine' or 'wsd' \\(got 'linear'\\)"):

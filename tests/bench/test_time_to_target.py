@@ -302,3 +302,53 @@ def test_a_step_in_which_jax_compiled_is_left_out_of_the_wall_clock(monkeypatch)
     run.advance(20)
     assert run.done
     assert 0.0 < run.wall < 0.02
+
+
+class TestTruncated:
+    def test_cuts_points_spans_and_timed_counts_at_the_step(self):
+        """Points after the step go, a span across it ends there, one after it goes; the
+        untimed steps (JAX's compilation) are counted before the cut."""
+        from hpcore.bench.runner import truncated
+
+        c = Curve("hybrid", np.array([0.0, 10.0, 20.0, 30.0]), np.array([0.0, 1.0, 2.0, 3.0]),
+                  np.array([0.0, 9.0, 15.0, 25.0]), np.array([2.0, 1.0, 0.8, 0.7]),
+                  np.array([0.1, 0.5, 0.6, 0.7]), [(3, 3), (14, 18), (28, 30)],
+                  {"jumps": 3}, None, 29, 24)
+        cut = truncated(c, 25)  # the last point at or before 25 is step 20
+        np.testing.assert_array_equal(cut.steps, [0.0, 10.0, 20.0])
+        np.testing.assert_array_equal(cut.val_loss, [2.0, 1.0, 0.8])
+        assert cut.wall[-1] == 2.0 and cut.backward[-1] == 15.0
+        assert cut.predict_spans == [(3, 3), (14, 18)]
+        assert (cut.timed_steps, cut.timed_backward) == (19, 14)  # one untimed step, before
+        assert cut.statistics == {"jumps": 3}  # the whole run's
+        assert truncated(c, 20).predict_spans == [(3, 3), (14, 18)]
+        assert truncated(c, 16).predict_spans == [(3, 3), (14, 16)]
+
+    def test_a_step_at_or_past_the_end_keeps_the_curve(self):
+        from hpcore.bench.runner import truncated
+
+        assert truncated(BASE, 30) is BASE and truncated(BASE, 1000) is BASE
+        assert truncated(BASE, 0).steps.tolist() == [0.0]
+
+    def test_negative_step_is_refused(self):
+        from hpcore.bench.runner import truncated
+
+        with pytest.raises(ValueError, match="negative step \\(got -1\\)"):
+            truncated(BASE, -1)
+
+    def test_a_run_past_its_budget_cut_at_it_is_the_run_at_it(self):
+        """A baseline run on to 150 steps, cut at its budget of 100, is the 100-step run
+        (same points, same losses); its engine-time inputs count 100 steps."""
+        from hpcore.bench.runner import run_curve, truncated
+        from hpcore.bench.workloads import get_task
+
+        pytest.importorskip("sklearn", reason="breast-cancer ships with scikit-learn")
+        task = get_task("numpy-softmax-breastcancer", "sgd")
+        at = run_curve(task, lr=0.03, steps=100, seed=0, eval_every=25)
+        long = run_curve(task, lr=0.03, steps=100, seed=0, eval_every=25, run_steps=150)
+        cut = truncated(long, 100)
+        assert long.steps[-1] == 150
+        np.testing.assert_array_equal(cut.steps, at.steps)
+        np.testing.assert_array_equal(cut.backward, at.backward)
+        np.testing.assert_array_equal(cut.val_loss, at.val_loss)
+        assert cut.steps_timed == 100 and cut.backward_timed == 100
