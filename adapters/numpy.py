@@ -157,12 +157,13 @@ class HybridOptimizer(WrapperBase):
             sq = float(np.einsum("i,i->", g, g, dtype=np.float64))
         bad = not (math.isfinite(sq) and (loss is None or math.isfinite(value)))
         self._core.before_full()
+        lr = self.optimizer.lr  # the rate this step uses (the schedule moves on with it)
         if bad:
             self.optimizer.skip_step()
         else:
             self.optimizer.step(self.params, g.astype(np.float32, copy=False))
         result = self._core.after_full(value, math.sqrt(sq) if math.isfinite(sq) else math.inf,
-                                       bad_step=bad)
+                                       bad_step=bad, lr=lr)
         self._after_step()
         return result
 

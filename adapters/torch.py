@@ -204,7 +204,8 @@ class HybridOptimizer(torch.optim.Optimizer, WrapperBase):
         if not bad:
             self.optimizer.step()
             self._flat.after_update()
-        result = self._core.after_full(value, grad_norm, bad_step=bad)
+        result = self._core.after_full(value, grad_norm, bad_step=bad,
+                                       lr=float(self.optimizer.param_groups[0]["lr"]))
         self._after_step()
         return result
 

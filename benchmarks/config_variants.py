@@ -23,14 +23,10 @@ REPORTED = (0, 1, 2)
 
 def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     """``name:field=value;field=value`` (values as Python literals; ``None`` allowed)."""
-    import ast
+    from hpcore.bench.long_study import config_fields
 
     name, _, body = text.partition(":")
-    fields: dict[str, Any] = {}
-    for item in filter(None, body.split(";")):
-        key, _, value = item.partition("=")
-        fields[key.strip()] = ast.literal_eval(value.strip())
-    return name, fields
+    return name, config_fields(body)
 
 
 def main(argv: list[str] | None = None) -> int:

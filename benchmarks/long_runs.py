@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=None, help="override the workloads' budgets")
     p.add_argument("--lr", type=float, default=None, help="skip the sweep, use this rate")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results-long-v2"))
+    p.add_argument("--set", default="", help="the hybrid's config changes, field=value;...")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
 
@@ -38,7 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     from hpcore import HybridTrainerConfig
-    from hpcore.bench.long_study import TUNING_SEED, markdown_rows, seed_study, summarise, tune
+    from hpcore.bench.long_study import (
+        TUNING_SEED,
+        config_fields,
+        markdown_rows,
+        seed_study,
+        summarise,
+        tune,
+    )
     from hpcore.bench.runner import warm_up_engine
     from hpcore.bench.workloads import get_task
 
@@ -48,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if TUNING_SEED in seeds:
         print(f"long_runs: seed {TUNING_SEED} tunes the rate; it cannot be reported", file=sys.stderr)
         return 2
+    config = HybridTrainerConfig(**config_fields(args.set))
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     rows: list[dict] = []
@@ -66,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 lr, sweep = args.lr, {}
             per_seed = [seed_study(task, schedule=schedule, steps=steps, seed=s, lr=lr,
-                                   config=HybridTrainerConfig(), on_step=tick) for s in seeds]
+                                   config=config, on_step=tick) for s in seeds]
             bar.close()
             rows.append({"task": task.name, "schedule": schedule, "lr": lr, "steps": steps,
                          "sweep": {str(k): v for k, v in sweep.items()},

@@ -104,6 +104,8 @@ class Controller:
         n = s.counters
         counters = Counters(n.steps + 1, n.full + 1, n.predicted, n.jumps, n.kept, n.rollbacks,
                             n.probes)
+        if obs.lr == obs.lr and obs.lr != s.lr:  # a rate was read, and it moved
+            s = attrs.evolve(s, lr=obs.lr, peak_lr=max(s.peak_lr, obs.lr))
         if s.action.observe:
             s = attrs.evolve(s, counters=counters, left=s.left - 1,
                              since_snapshot=0 if obs.snapshot else s.since_snapshot + 1,
@@ -159,6 +161,8 @@ class Controller:
         if c.floor is not None and c.total_steps is not None and not self._affordable(s):
             log.info("jumps_over", step=s.counters.steps, reason="floor")  # it never will be
             return self._next_full(attrs.evolve(s, left=_NEVER))
+        if self._annealing(s):
+            return self._next_full(attrs.evolve(s, left=c.full_steps), save=True)
         if horizon.idle_decisions(s.policy) > 0:  # sitting out: the pause counts down first
             policy, _ = horizon.choose(s.policy, np.zeros(0))
             return self._next_full(attrs.evolve(s, policy=policy, left=c.full_steps))
@@ -357,6 +361,12 @@ class Controller:
             return True
         have = ledger.credit(s.floor, c.floor, s.counters.steps, c.total_steps)
         return have >= self._worst_case()
+
+    def _annealing(self, s: ControllerState) -> bool:
+        """The learning rate has fallen below ``anneal_share`` of the highest read: the
+        schedule anneals, and the line would extrapolate a velocity it no longer gives."""
+        share = self.config.anneal_share
+        return share is not None and s.lr < share * s.peak_lr  # False while none was read
 
     def _probe_due(self, k: int, h: int) -> bool:
         return self.has_probe and (k % self.config.check_interval == 0 or k == h)

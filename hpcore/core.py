@@ -136,10 +136,11 @@ class HybridCore:
 
     # ------------------------------------------------------------------ steps
     def after_full(self, loss: float = math.nan, grad_norm: float = math.nan, *,
-                   bad_step: bool = False) -> StepResult:
+                   bad_step: bool = False, lr: float = math.nan) -> StepResult:
         """After the user's full step: ``loss`` and ``grad_norm`` as read (``nan`` where the
         step was not observed); ``bad_step`` when a non-finite loss or gradient made the
-        wrapper skip the optimizer's step."""
+        wrapper skip the optimizer's step; ``lr`` the learning rate the step used, where the
+        wrapper can read it (the controller sits jumps out while a schedule anneals)."""
         if self._quiet and not bad_step:  # announced by the controller: only counted
             self._quiet -= 1
             self._skipped += 1
@@ -181,7 +182,7 @@ class HybridCore:
         if math.isfinite(loss):
             self.last_loss = float(loss)
         obs = Observation(StepKind.FULL, loss=loss, bad_step=bad_step, nonfinite=nonfinite,
-                          snapshot=snap, probe_loss=probe, level=level)
+                          snapshot=snap, probe_loss=probe, level=level, lr=lr)
         rolled = self._advance(obs)
         self.phase_steps[phase.value] += 1
         return StepResult(step, phase, self.last_loss, False, rolled)

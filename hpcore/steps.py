@@ -49,6 +49,7 @@ class Observation:
     confidence: float = math.nan
     context: tuple[float, ...] = ()
     level: Level = Level.NORMAL
+    lr: float = math.nan  # the learning rate the step used, where the wrapper can read it
 
 
 @attrs.frozen
@@ -148,6 +149,8 @@ class ControllerState:
     policy: horizon.PolicyState
     jump: JumpState | None = None
     action: Action = Action()  # in force for the next step
+    lr: float = 0.0  # the last learning rate read (0: none yet, or the wrapper reads none)
+    peak_lr: float = 0.0  # the highest one read
 
 
 def check_state(state: object, config: HybridTrainerConfig) -> None:
@@ -177,6 +180,10 @@ def check_state(state: object, config: HybridTrainerConfig) -> None:
             raise bad(f"{name!r} must be an int >= 0 (got {v!r})")
     if state.snapshots > config.history_size:
         raise bad(f"{state.snapshots} snapshots in a ring of {config.history_size}")
+    rates = (state.lr, state.peak_lr)
+    if not all(isinstance(v, float) and math.isfinite(v) and v >= 0 for v in rates) \
+            or state.lr > state.peak_lr:
+        raise bad(f"learning rates {rates!r} must be finite floats >= 0, the last <= the peak")
     in_jump = state.phase in (Phase.PREDICT, Phase.CORRECT)
     j = state.jump
     if in_jump != isinstance(j, JumpState):

@@ -8,7 +8,7 @@ import attrs
 import pytest
 
 from hpcore import HybridTrainerConfig, LinearConfig
-from hpcore.controller import Action, Controller, Observation, StepKind
+from hpcore.controller import Action, Controller, Observation, StepKind, check_state
 from hpcore.divergence import Level
 from hpcore.types import Phase
 
@@ -213,3 +213,47 @@ class TestQuietSteps:
         """While the history is kept, every step goes through the controller."""
         trace = drive(Controller(CFG, min_snapshots=4), 100)
         assert all(a.quiet == 0 for _, a in trace if a.observe)
+
+
+class TestAnnealing:
+    def _decisions(self, cfg, rate) -> list[int]:
+        """Steps at which jumps start over 400 full steps of a falling loss, with ``rate(t)``
+        the learning rate each full step reports."""
+        c = Controller(cfg, min_snapshots=4)
+        s, t, starts = c.init(), 0, []
+        while t < 400:
+            if s.action.kind is StepKind.PREDICTED:
+                s, _ = c.update(s, Observation(StepKind.PREDICTED))
+                continue
+            if s.action.forecast:
+                s, _ = c.update(s, Observation(StepKind.FORECAST, confidence=1.0,
+                                               context=(0.0, 0.0, 0.0, 0.0)))
+                if s.phase is Phase.PREDICT:
+                    starts.append(t)
+                continue
+            s, _ = c.update(s, Observation(StepKind.FULL, loss=10.0 - 0.01 * t, lr=rate(t),
+                                           snapshot=s.action.snapshot))
+            t += 1
+        check_state(s, cfg)
+        return starts
+
+    def test_no_jump_starts_once_the_rate_falls_below_the_share(self):
+        """A rate decaying past step 150 (to 0.8 of its peak by 250) stops jumps from the
+        first decision point below 0.9 of the peak; a constant rate jumps throughout, as
+        does a wrapper that reads no rate (nan) and ``anneal_share=None``."""
+        assert HybridTrainerConfig().anneal_share == 0.99  # the default: only at the peak rate
+        cfg = attrs.evolve(CFG, floor=None, anneal_share=0.9)
+        decay = lambda t: 1e-3 * (1.0 if t < 150 else max(0.5, 1 - (t - 150) / 500))  # noqa: E731
+        constant = self._decisions(cfg, lambda t: 1e-3)
+        annealed = self._decisions(cfg, decay)
+        assert constant and max(constant) > 250
+        assert annealed and annealed == [t for t in constant if t <= 200]
+        assert self._decisions(cfg, lambda t: math.nan) == constant
+        assert self._decisions(attrs.evolve(cfg, anneal_share=None), decay) == constant
+
+    def test_a_bad_rate_in_a_loaded_state_is_refused(self):
+        """check_state refuses a negative or non-finite rate, or one above the peak."""
+        s = Controller(CFG, min_snapshots=4).init()
+        for lr, peak in ((-1.0, 0.0), (math.inf, math.inf), (2e-3, 1e-3)):
+            with pytest.raises(ValueError, match="learning rates"):
+                check_state(attrs.evolve(s, lr=lr, peak_lr=peak), CFG)

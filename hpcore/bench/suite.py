@@ -5,6 +5,14 @@ by a sweep over the workload's grid at the full step budget (the plain loop, low
 validation loss); every seed then runs the baseline and each method at that rate, side by side
 (:func:`hpcore.bench.runner.run_together`). Medians are
 over seeds; a run that does not reach the target counts as a speed-up of 0 in the median.
+
+The headline is each method's compute-equivalent speed-up: its final loss at the budget placed
+on the baseline's frontier (:mod:`hpcore.bench.equivalent`, as the long-run study builds it).
+Under a constant rate the side-by-side baseline runs on to the longest budget (alongside the
+methods that go on to the target) and its curve is the frontier; under an annealed schedule
+the baseline also runs alone at the other budgets, each with its own schedule, after the
+side-by-side group. A loss below every budget's reads "beyond" and counts as infinity in the
+median.
 """
 
 from __future__ import annotations
@@ -16,6 +24,17 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from hpcore.bench.equivalent import (
+    BUDGETS,
+    WINDOW,
+    BaselineFrontier,
+    baseline_frontier,
+    extra_baseline_steps,
+    fmt_interval,
+    frontier_steps,
+    interval,
+    place,
+)
 from hpcore.bench.runner import (
     Curve,
     CurveRun,
@@ -26,11 +45,11 @@ from hpcore.bench.runner import (
     time_to_target,
     tune_lr,
 )
-from hpcore.bench.workloads import WORKLOADS, get_task
+from hpcore.bench.workloads import WORKLOADS, Task, get_task
 from hpcore.config import HybridTrainerConfig
 
-__all__ = ["DEFAULT_SCHEDULES", "SCHEDULES", "SUITE_METHODS", "markdown_table", "run_suite",
-           "seed_result", "summarise", "total_steps"]
+__all__ = ["DEFAULT_SCHEDULES", "SCHEDULES", "SUITE_METHODS", "equivalent_result",
+           "markdown_table", "run_suite", "seed_result", "summarise", "total_steps"]
 
 SUITE_METHODS = ("hybrid", "lookahead", "extrapolation", "control")
 SCHEDULES = ("constant", "cosine", "wsd")  # what the suite accepts
@@ -74,15 +93,33 @@ def seed_result(baseline: Curve, other: Curve) -> dict[str, Any]:
     }
 
 
+def equivalent_result(front: BaselineFrontier, other: Curve, schedule: str,
+                      budget: int) -> dict[str, Any]:
+    """One seed's compute-equivalent speed-ups of ``other`` at the budget, and the frontier."""
+    p = place(front, other, schedule, at=budget)
+    return {
+        "equivalent_final_loss": p.loss,
+        "equivalent_backward_speedup": p.backward_speedup,
+        "equivalent_wall_speedup": p.wall_speedup,
+        "beyond_frontier": p.beyond,
+        "frontier": front.points,
+    }
+
+
 def _median_speedup(values: list[float | None]) -> float | None:
     m = statistics.median([0.0 if v is None else v for v in values])
     return None if m == 0.0 else m
 
 
 def summarise(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
-    """Medians over seeds (``None`` speed-up: the median run did not reach the target)."""
+    """Medians over seeds (``None`` time-to-target speed-up: the median run did not reach the
+    target); compute-equivalent speed-ups as (median, low, high), ``None`` beyond the frontier."""
     return {
         "seeds": len(per_seed),
+        "equivalent_backward_speedup": interval(
+            [r["equivalent_backward_speedup"] for r in per_seed]),
+        "equivalent_wall_speedup": interval([r["equivalent_wall_speedup"] for r in per_seed]),
+        "beyond_frontier": sum(r["beyond_frontier"] for r in per_seed),
         "reached": sum(r["reached"] for r in per_seed),
         "wall_speedup": _median_speedup([r["wall_speedup"] for r in per_seed]),
         "backward_speedup": _median_speedup([r["backward_speedup"] for r in per_seed]),
@@ -152,24 +189,8 @@ def run_suite(
                 for seed in range(seeds):
                     if on_stage:
                         on_stage(f"{name} {optimizer} {schedule}: seed {seed}")
-                    overrun = round(budget * OVERRUN) if schedule == "constant" else budget
-                    # Side by side up to the budget; past it (where the target is known)
-                    # the methods that have not reached it go on together.
-                    base_run = CurveRun(task, lr=lr, steps=budget, seed=seed,
-                                        schedule=schedule, on_step=on_step)
-                    runs = [CurveRun(task, lr=lr, steps=budget, seed=seed, schedule=schedule,
-                                     method=m, config=config if m == "hybrid" else None,
-                                     on_step=on_step, run_steps=overrun,
-                                     stop_window=TARGET_WINDOW) for m in methods]
-                    run_together([base_run, *runs], until=budget)
-                    base = base_run.curve()
-                    target = float(smoothed(base, TARGET_WINDOW)[-1])
-                    for run in runs:
-                        run.set_target(target)
-                    run_together(runs)
-                    for m, run in zip(methods, runs, strict=True):
-                        r = seed_result(base, run.curve())
-                        r["seed"] = seed
+                    for m, r in _seed(task, lr, budget, seed, schedule, methods, config,
+                                      on_step).items():
                         per_method[m].append(r)
                 for m in methods:
                     summary = summarise(per_method[m])
@@ -183,6 +204,35 @@ def run_suite(
                 if on_config:
                     on_config(suite())
     return suite()
+
+
+def _seed(task: Task, lr: float, budget: int, seed: int, schedule: str, methods: Sequence[str],
+          config: HybridTrainerConfig | None,
+          on_step: Callable[[int], None] | None) -> dict[str, dict[str, Any]]:
+    """One seed of a configuration: the baseline and the methods side by side to the budget;
+    past it the methods that have not reached the target go on together, with the baseline
+    under a constant rate (on to the frontier's longest budget); then an annealed schedule's
+    other budgets, alone. Each method's numbers, by name."""
+    overrun = round(budget * OVERRUN) if schedule == "constant" else budget
+    base_run = CurveRun(task, lr=lr, steps=budget, seed=seed, schedule=schedule,
+                        on_step=on_step, run_steps=frontier_steps(schedule, budget))
+    runs = [CurveRun(task, lr=lr, steps=budget, seed=seed, schedule=schedule, method=m,
+                     config=config if m == "hybrid" else None, on_step=on_step,
+                     run_steps=overrun, stop_window=TARGET_WINDOW) for m in methods]
+    run_together([base_run, *runs], until=budget)
+    base = base_run.curve()  # the baseline at the budget: the target, the equal-step loss
+    target = float(smoothed(base, TARGET_WINDOW)[-1])
+    for run in runs:
+        run.set_target(target)
+    run_together([base_run, *runs])
+    front = baseline_frontier(task, schedule=schedule, steps=budget, seed=seed, lr=lr,
+                              baseline=base_run.curve(), on_step=on_step)
+    out = {}
+    for m, run in zip(methods, runs, strict=True):
+        curve = run.curve()
+        out[m] = {**seed_result(base, curve), **equivalent_result(front, curve, schedule, budget),
+                  "seed": seed}
+    return out
 
 
 def _fmt_speed(v: float | None, reached: int, seeds: int) -> str:
@@ -201,7 +251,8 @@ def _config_text(suite: dict[str, Any]) -> str:
 
 def markdown_table(suite: dict[str, Any]) -> str:
     """The suite's medians as a Markdown table, a legend and the tuned learning rates."""
-    head = ["workload", "optimizer", "schedule", "method", "time-to-target, wall",
+    head = ["workload", "optimizer", "schedule", "method", "compute-equivalent, backward passes",
+            "compute-equivalent, wall-clock", "time-to-target, wall",
             "time-to-target, backward passes", "final val loss vs baseline", "predicted",
             "rollbacks", "engine overhead", "verdict"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -211,6 +262,8 @@ def markdown_table(suite: dict[str, Any]) -> str:
         lrs[(r["workload"], r["optimizer"], r["schedule"])] = (r["lr"], r["steps"])
         lines.append("| " + " | ".join([
             r["workload"], r["optimizer"], r["schedule"], r["method"],
+            fmt_interval(s["equivalent_backward_speedup"]),
+            fmt_interval(s["equivalent_wall_speedup"]),
             _fmt_speed(s["wall_speedup"], s["reached"], s["seeds"]),
             _fmt_speed(s["backward_speedup"], s["reached"], s["seeds"]),
             f"{s['final_loss_vs_baseline_pct']:+.1f}%",
@@ -224,6 +277,8 @@ def markdown_table(suite: dict[str, Any]) -> str:
     peers = {m: sum(r["verdict"] == "wins" for r in suite["results"] if r["method"] == m)
              for m in ("lookahead", "extrapolation")}
     floor = sum((r["summary"]["wall_speedup"] or 0.0) >= FLOOR for r in hybrid)
+    equal = {k: sum(_at_least_one(r["summary"][f"equivalent_{k}_speedup"]) for r in hybrid)
+             for k in ("backward", "wall")}
     control = [r["summary"]["wall_speedup"] for r in suite["results"] if r["method"] == "control"]
     noise = ""
     if control:
@@ -238,14 +293,28 @@ def markdown_table(suite: dict[str, Any]) -> str:
                  f"above {FLOOR}x): differences of that size are chance.")
     lines += [
         "",
+        f"Compute-equivalent (the headline): the hybrid trainer's median is at or above 1x in "
+        f"backward passes in {equal['backward']} of {len(hybrid)} configurations and in "
+        f"wall-clock in {equal['wall']} of {len(hybrid)}.",
+        "",
         f"Hybrid trainer ({_config_text(suite)}): wins in {wins} of {len(hybrid)} "
         "configurations against the tuned baseline (wall-clock to the baseline's final "
         f"validation loss, median over seeds) and is at or above the {FLOOR}x floor in "
         f"{floor} of {len(hybrid)}; Lookahead wins in "
         f"{peers['lookahead']}, raw-update extrapolation in {peers['extrapolation']}.{noise}",
         "",
-        "Speed-ups are baseline / method, medians over seeds (above 1: the method reaches the "
-        "tuned baseline's final validation loss first; a run that never reaches it counts as 0). "
+        "Compute-equivalent: the baseline's cost (backward passes, or seconds) to reach the "
+        "method's final validation loss at the step budget T, on the baseline's frontier, over "
+        "the method's own cost there; median (min-max) over seeds. Under a constant rate the "
+        f"frontier is the baseline's own run on to {max(BUDGETS):g} T (a shorter budget's run "
+        f"is its prefix), losses averaged over {WINDOW} evaluations, the method's too; under an "
+        "annealed schedule one baseline run per budget ("
+        + ", ".join(f"{b:g}" for b in BUDGETS) + " T), each annealed over its own, and the "
+        "method's last evaluation. 'beyond': the method's loss is below every budget's (it "
+        "counts as infinity in the median); a diverged run reads 0.00x. "
+        "Time-to-target speed-ups are baseline / method, medians over seeds (above 1: the "
+        "method reaches the tuned baseline's final validation loss first; a run that never "
+        "reaches it counts as 0). "
         f"Validation losses are averaged over {TARGET_WINDOW} consecutive evaluations, for the "
         "target (the baseline's last ones) and for reaching it. "
         "Final val loss vs baseline: median relative difference at the same step budget "
@@ -264,6 +333,11 @@ def markdown_table(suite: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _at_least_one(iv: tuple[float | None, float | None, float | None]) -> bool:
+    """Whether an interval's median is at or above 1x (beyond the frontier is)."""
+    return iv[0] is None or iv[0] >= 1.0
+
+
 def _kept(offered: Sequence[str], wanted: Sequence[str] | None) -> list[str]:
     return [o for o in offered if wanted is None or o in wanted]
 
@@ -272,12 +346,15 @@ def total_steps(workloads: Sequence[str], *, seeds: int, steps: int | None,
                 schedules: Sequence[str] = DEFAULT_SCHEDULES,
                 optimizers: Sequence[str] | None = None,
                 methods: Sequence[str] = SUITE_METHODS) -> int:
-    """Training steps the suite will take (for a progress bar)."""
+    """Training steps the suite will take (for a progress bar): the sweep, each seed's
+    baseline and methods to the budget and the baseline's frontier beyond it; under a constant
+    rate the methods that have not reached the target by the budget go on past it, uncounted."""
     n = 0
     for name in workloads:
         work = WORKLOADS[name]
         budget = steps or work.steps
         for optimizer in _kept(work.optimizers, optimizers):
             runs = len(work.lr_grids[optimizer]) + seeds * (1 + len(methods))
-            n += len(schedules) * runs * budget
+            n += sum(runs * budget + seeds * extra_baseline_steps(schedule, budget)
+                     for schedule in schedules)
     return n

@@ -339,7 +339,7 @@ class TestHybridTrainer:
         inner = torch.optim.SGD(model.parameters(), lr=1.0)
         sched = torch.optim.lr_scheduler.LambdaLR(inner, lambda s: 1.0 / (1 + s))
         trainer = HybridTrainer(model, inner, lambda m, b: torch.nn.functional.cross_entropy(m(b[0]), b[1]),
-                                FAST, scheduler=sched)
+                                attrs.evolve(FAST, anneal_share=None), scheduler=sched)
         x, y = digits()
         results = [trainer.step((x[:32], y[:32])) for _ in range(100)]
         assert any(r.was_predicted for r in results)
@@ -391,3 +391,30 @@ class TestOptimizerAtJump:
         assert t0 > 0 and predicted == FAST.max_predict_steps
         want = t0 + (predicted if mode == "advance" else 0)
         assert {float(inner.state[q]["step"]) for q in model.parameters()} == {want}
+
+
+class TestAnnealingSchedule:
+    def test_no_jump_starts_once_the_users_scheduler_anneals(self):
+        """The wrapper reads the rate from ``param_groups``: once a scheduler has cut it to
+        half (step 150), no jump starts; the same run at a constant rate jumps after it."""
+        starts = {}
+        for name, factor in (("constant", lambda k: 1.0), ("step", lambda k: 1.0 if k < 150 else 0.5)):
+            model = mlp()
+            inner = torch.optim.AdamW(model.parameters(), lr=1e-3)
+            sched = torch.optim.lr_scheduler.LambdaLR(inner, factor)
+            opt = HybridOptimizer(inner, FAST)
+            x, y = digits()
+            g = torch.Generator().manual_seed(0)
+            for _ in range(400):
+                if opt.need_grads:
+                    idx = torch.randint(0, len(x), (32,), generator=g)
+                    loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+                    loss.backward()
+                    opt.step(loss)
+                    opt.zero_grad()
+                else:
+                    opt.step()
+                sched.step()
+            starts[name] = [j.step for j in opt.jumps]
+        assert starts["constant"] and max(starts["constant"]) > 150
+        assert starts["step"] and max(starts["step"]) < 150

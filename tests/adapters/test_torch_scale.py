@@ -19,7 +19,7 @@ HERE = Path(__file__).parent
 SMALL = HybridTrainerConfig(
     warmup_steps=20, full_steps=20, max_predict_steps=20, correct_steps=10, history_size=4,
     snapshot_interval=5, check_interval=5, predictor=LinearConfig(window=4),
-    rollback_tolerance=100.0, floor=None,
+    rollback_tolerance=100.0, floor=None, anneal_share=None,
 )
 
 

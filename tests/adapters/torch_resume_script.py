@@ -41,7 +41,8 @@ def main(argv: list[str]) -> None:
     # Jumps in both halves of the 460 test steps.
     cfg = HybridTrainerConfig(warmup_steps=50, full_steps=20, max_predict_steps=20,
                               correct_steps=10, history_size=4, snapshot_interval=10,
-                              predictor=LinearConfig(window=4), floor=None)
+                              predictor=LinearConfig(window=4), floor=None,
+                              anneal_share=None)  # its schedule anneals: jump anyway
     trainer = HybridTrainer(model, opt, loss_fn, cfg, scheduler=sched)
     if load:
         trainer.load_checkpoint(load)

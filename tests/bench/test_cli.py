@@ -210,6 +210,37 @@ class TestSuite:
         assert len(suite["results"]) == 2 * 2 * 4  # optimizers x schedules x methods
         assert "The control row (the baseline with its batches one step out of line)" in md
 
+    def test_the_compute_equivalent_is_the_headline(self, tmp_path, capsys):
+        """Constant and cosine, 60 steps: each row opens with its compute-equivalent speed-ups,
+        the frontier is the baseline on to 90 steps (constant) or one run a budget (cosine),
+        and each seed's speed-up is its final loss placed on that frontier."""
+        from hpcore.bench.equivalent import fmt_interval
+        from hpcore.bench.frontier import from_runs
+
+        rc = cli.main(["bench", "--suite", "--workloads", "numpy-softmax-breastcancer",
+                       "--optimizers", "sgd", "--schedules", "constant,cosine", "--steps", "60",
+                       "--seeds", "1", "--out", str(tmp_path), "--quiet"])
+        assert rc == 0
+        md = (tmp_path / "suite.md").read_text()
+        suite = json.loads((tmp_path / "suite.json").read_text())
+        assert "| workload | optimizer | schedule | method | compute-equivalent, backward passes " \
+               "| compute-equivalent, wall-clock | time-to-target, wall |" in md
+        frontiers = {"constant": [60.0, 75.0, 90.0], "cosine": [36.0, 48.0, 60.0, 75.0, 90.0]}
+        assert len(suite["results"]) == 2 * 4
+        for r in suite["results"]:
+            (p,) = r["per_seed"]
+            assert p["frontier"]["backward"] == frontiers[r["schedule"]]
+            f = from_runs(p["frontier"]["backward"], p["frontier"]["loss"])
+            # 60 steps: no method predicts a step, each has taken 60 backward passes at T
+            assert p["equivalent_backward_speedup"] == f.speedup(p["equivalent_final_loss"], 60.0)
+            s = r["summary"]
+            assert s["equivalent_backward_speedup"] == [p["equivalent_backward_speedup"]] * 3
+            row = (f"| numpy-softmax-breastcancer | sgd | {r['schedule']} | {r['method']} | "
+                   f"{fmt_interval(s['equivalent_backward_speedup'])} | "
+                   f"{fmt_interval(s['equivalent_wall_speedup'])} | ")
+            assert row in md
+        assert "Compute-equivalent (the headline): the hybrid trainer's median" in md
+
     def test_optimizers_and_schedules_filter_the_suite(self, tmp_path, capsys):
         """--optimizers and --schedules keep those configurations only (one row per method)."""
         rc = cli.main(["bench", "--suite", "--workloads", "numpy-softmax-breastcancer",
@@ -329,7 +360,10 @@ class TestSuite:
 
         n = total_steps(["torch-chartf-long"], seeds=2, steps=None, schedules=("wsd",))
         grid = len(WORKLOADS["torch-chartf-long"].lr_grids["adamw"])  # the sweep's runs
-        assert n == (grid + 2 * (1 + len(SUITE_METHODS))) * 5000
+        frontier = 3000 + 4000 + 6250 + 7500  # the baseline alone at 0.6, 0.8, 1.25, 1.5 T
+        assert n == (grid + 2 * (1 + len(SUITE_METHODS))) * 5000 + 2 * frontier
+        n = total_steps(["torch-chartf-long"], seeds=2, steps=None, schedules=("constant",))
+        assert n == (grid + 2 * (1 + len(SUITE_METHODS))) * 5000 + 2 * 2500  # on to 1.5 T
 
     def test_unknown_workload(self, tmp_path, capsys):
         """An unknown workload name is refused, listing the known ones."""

@@ -16,7 +16,8 @@ TASK = get_task("numpy-mlp-digits", "adam")
 # A config that jumps within 200 steps, so that the study places a hybrid that predicted.
 FAST = HybridTrainerConfig(
     warmup_steps=0, history_size=4, snapshot_interval=5, full_steps=20, correct_steps=10,
-    max_predict_steps=20, check_interval=10, floor=None, predictor=LinearConfig(window=4),
+    max_predict_steps=20, check_interval=10, floor=None, anneal_share=None,
+    predictor=LinearConfig(window=4),
 )
 
 

