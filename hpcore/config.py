@@ -278,29 +278,23 @@ class HybridTrainerConfig:
         check_interval: predicted steps between two probe checks (only with a ``probe``).
         rollback_tolerance: relative rise of a probe loss over its pre-jump value that ends
             a Predict phase at its best checked point.
-        judge_margin: standard errors (of the judged loss against the trend's) by which the
-            loss after a jump may lie above the trend's before the jump is rolled back. The
-            judged loss is read soon after the jump and the trend's line, on a decelerating
-            loss, runs below the real trend, so both err against the jump: 3 standard errors
-            kept more of the jumps that paid than 2 or 4 (``benchmarks/config_variants.py``
-            on tuning seeds 7 and 8 of torch-chartf-long).
-        optimizer_at_jump: what the optimizer's state does at a jump's landing: ``"keep"``
-            leaves it as the last full step left it; ``"advance"`` counts the predicted steps
-            as taken for its step counters (Adam's bias correction, which otherwise replays
-            part of its warm-up after every jump). The moments are kept either way.
+        judge_margin: standard errors by which the judged loss may lie above the trend's
+            before the jump is rolled back; both err against the jump (read in its recovery,
+            against a trend fitted through earlier ones): 3 kept more of the jumps that paid
+            than 2 or 4 (``benchmarks/RESULTS.md``).
+        optimizer_at_jump: at a jump's landing, ``"keep"`` the optimizer's state as the last
+            full step left it, or ``"advance"`` its step counters by the predicted steps
+            (Adam's bias correction); the moments are kept either way.
         anneal_share: a jump starts only while the learning rate (where the wrapper reads
             one: PyTorch's ``param_groups``, :mod:`hpcore.optim`'s schedules) is at least this
             share of the highest one read: as a schedule anneals, the line extrapolates a
-            velocity the falling rate no longer gives, and the decay does the work jumps do.
-            The default jumps only at the peak rate (a constant rate, a warmup-stable-decay
-            schedule's stable phase): at 0.9, two early jumps under a cosine schedule still
-            cost 0.3-1.0% of final loss on torch-chartf-long. ``None`` jumps whatever the
-            rate.
+            velocity the falling rate no longer gives. The default jumps only at the peak
+            rate (a constant rate, a stable phase): at 0.9 two early jumps under cosine still
+            cost 0.3-1.0% of final loss. ``None`` jumps whatever the rate.
         collect_metrics: keep a record of every jump for ``export_metrics``.
         seed: seeds the engine's own randomness.
-        horizon_policy: who picks each jump's horizon: ``"doubling"`` (double after a jump
-            that paid, halve and sit out after one that did not) or ``"linucb"`` (a contextual
-            bandit whose arms include no jump and a jump to the averaged point).
+        horizon_policy: ``"doubling"`` (halve and sit out after a rollback, double after
+            jumps that paid) or ``"linucb"`` (a bandit with arms no jump and the average).
         bandit_alpha: exploration bonus of the LinUCB policy.
         residual_capacity: judged jumps remembered by the residual store, which scales
             each parameter group's forecast by how far past jumps really went (0: off).
