@@ -47,48 +47,40 @@ def check_params(params: Any) -> None:
         raise ValueError(msg)
 
 
-def _with_schedule_counts(state: Any, ref: Any, count: Callable[[Any, Any], Any]) -> Any:
-    """``state`` with every schedule state's count replaced by ``count(node, ref_node)``,
-    ``ref`` a state of the same structure walked alongside (the moments untouched)."""
+def _with_counts(state: Any, ref: Any, schedule: Callable[[Any, Any], Any],
+                 moment: Callable[[Any], Any] | None = None) -> Any:
+    """``state`` with every schedule state's count replaced by ``schedule(node, ref_node)``
+    and, given ``moment``, every other state's ``count`` (the moment estimates') by
+    ``moment(node)``; ``ref`` is a state of the same structure walked alongside."""
+    def walk(s: Any, r: Any) -> Any:
+        return _with_counts(s, r, schedule, moment)
+
     if isinstance(state, _SCHEDULE_STATES):
-        fields = {f: _with_schedule_counts(getattr(state, f), getattr(ref, f), count)
-                  for f in state._fields if f != "count"}
-        return state._replace(count=count(state, ref), **fields)
+        fields = {f: walk(getattr(state, f), getattr(ref, f)) for f in state._fields if f != "count"}
+        return state._replace(count=schedule(state, ref), **fields)
     if isinstance(state, tuple) and hasattr(state, "_fields"):
-        return type(state)(*(_with_schedule_counts(s, r, count)
-                             for s, r in zip(state, ref, strict=True)))
+        fields = {f: walk(getattr(state, f), getattr(ref, f)) for f in state._fields}
+        if moment is not None and "count" in state._fields:
+            fields["count"] = moment(state)
+        return state._replace(**fields)
     if isinstance(state, (tuple, list)):
-        return type(state)(_with_schedule_counts(s, r, count) for s, r in zip(state, ref, strict=True))
+        return type(state)(walk(s, r) for s, r in zip(state, ref, strict=True))
     if isinstance(state, dict):
-        return {k: _with_schedule_counts(v, ref[k], count) for k, v in state.items()}
+        return {k: walk(v, ref[k]) for k, v in state.items()}
     return state
 
 
 def advance_schedules(state: Any) -> Any:
     """``state`` with every schedule count one step further (the moments untouched)."""
-    return _with_schedule_counts(state, state, lambda s, _r: optax.safe_int32_increment(s.count))
+    return _with_counts(state, state, lambda s, _r: optax.safe_int32_increment(s.count))
 
 
 def schedule_counts_from(now: Any, state: Any) -> Any:
     """``state`` with every schedule count taken from ``now`` (a state of the same structure)."""
-    return _with_schedule_counts(state, now, lambda _s, r: r.count)
-
-
+    return _with_counts(state, now, lambda _s, r: r.count)
 
 
 def advance_moment_counts(state: Any, steps: int) -> Any:
     """``state`` with the step count of every moment estimate (``ScaleByAdamState`` and any
     other state with a ``count`` that is not a schedule's) ``steps`` further."""
-    if isinstance(state, _SCHEDULE_STATES):
-        return state._replace(**{f: advance_moment_counts(getattr(state, f), steps)
-                                 for f in state._fields if f != "count"})
-    if isinstance(state, tuple) and hasattr(state, "_fields"):
-        fields = {f: advance_moment_counts(getattr(state, f), steps) for f in state._fields}
-        if "count" in state._fields:
-            fields["count"] = state.count + steps
-        return state._replace(**fields)
-    if isinstance(state, (tuple, list)):
-        return type(state)(advance_moment_counts(s, steps) for s in state)
-    if isinstance(state, dict):
-        return {k: advance_moment_counts(v, steps) for k, v in state.items()}
-    return state
+    return _with_counts(state, state, lambda s, _r: s.count, lambda s: s.count + steps)

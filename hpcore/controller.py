@@ -256,8 +256,8 @@ class Controller:
         margin = c.judge_margin * spread
         if after > expected + margin:
             return self._rollback(s, reason="judged", after=after, expected=expected)
-        # Kept: priced in full steps at the trend's rate where it is known (its error too, so
-        # that the ledger and the policy can pool the evidence of several jumps).
+        # Kept: priced in full steps at the trend's rate where it is known, with its error,
+        # so that the ledger can take the lower bound of the kept jumps' sum.
         rate = -f.slope
         gained = (expected - after) / rate if f.significant else 0.0
         gained_se = spread / rate if f.significant else 0.0

@@ -13,8 +13,8 @@ import numpy as np
 
 from hpcore.config import HybridTrainerConfig
 
-__all__ = ["Curve", "at_step", "engine_seconds", "first_reach", "overhead_pct", "smoothed",
-           "step_seconds", "time_to_target", "truncated"]
+__all__ = ["Curve", "at_step", "engine_seconds", "first_reach", "overhead_pct", "prefix_points",
+           "smoothed", "step_seconds", "time_to_target", "truncated"]
 
 @attrs.frozen
 class Curve:
@@ -115,6 +115,16 @@ def smoothed(curve: Curve, window: int) -> np.ndarray:
     i = np.arange(1, loss.size + 1)
     lo = np.maximum(i - window, 0)
     return (c[i] - c[lo]) / (i - lo)
+
+
+def prefix_points(curve: Curve, window: int, first: int) -> dict[str, list[float]]:
+    """A constant-rate run's validation points from index ``first`` on, as ``backward``,
+    ``wall`` and ``loss`` (averaged over ``window`` points) lists: each is the end of a
+    shorter budget's run, so together they give a frontier (:mod:`hpcore.bench.frontier`)."""
+    loss = smoothed(curve, window)
+    return {"backward": [float(v) for v in curve.backward[first:]],
+            "wall": [float(v) for v in curve.wall[first:]],
+            "loss": [float(v) for v in loss[first:]]}
 
 
 def first_reach(curve: Curve, target: float, window: int = 1) -> tuple[float, float, float] | None:

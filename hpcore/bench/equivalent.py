@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from hpcore.bench.curves import prefix_points
 from hpcore.bench.frontier import Frontier, from_runs
 from hpcore.bench.runner import Curve, at_step, run_curve, smoothed
 from hpcore.bench.workloads import Task
@@ -105,10 +106,9 @@ def baseline_frontier(task: Task, *, schedule: str, steps: int, seed: int, lr: f
             msg = (f"a constant-rate frontier needs the baseline run to {longest} steps "
                    f"(got {int(baseline.steps[-1])})")
             raise ValueError(msg)
-        sm = smoothed(baseline, WINDOW)
         first = min(WINDOW, len(baseline.steps) - 1)  # a tiny budget's run: its last point
-        points = [(float(baseline.backward[i]), float(baseline.wall[i]), float(sm[i]))
-                  for i in range(first, len(baseline.steps))]
+        p = prefix_points(baseline, WINDOW, first)
+        points = list(zip(p["backward"], p["wall"], p["loss"], strict=True))
     else:
         points = []
         for n in _annealed_budgets(steps, budgets):

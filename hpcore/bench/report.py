@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from hpcore.bench.curves import prefix_points
 from hpcore.bench.frontier import from_runs
 from hpcore.bench.runner import Curve, engine_seconds, overhead_pct, smoothed
 from hpcore.config import HybridTrainerConfig
@@ -139,10 +140,7 @@ def frontier_points(baseline: Curve, window: int) -> dict[str, list[float]]:
     """The baseline's validation points past the start as ``(backward passes, seconds,
     loss averaged over window points)`` lists: under a constant rate each is the end of a
     shorter budget's run, so together they give the frontier (:mod:`hpcore.bench.frontier`)."""
-    loss = smoothed(baseline, window)
-    return {"backward": [float(v) for v in baseline.backward[1:]],
-            "wall": [float(v) for v in baseline.wall[1:]],
-            "loss": [float(v) for v in loss[1:]]}
+    return prefix_points(baseline, window, 1)
 
 
 def compute_equivalent(baseline: Curve, hybrid: Curve, schedule: str, window: int) -> dict[str, Any]:
