@@ -195,10 +195,12 @@ class HybridOptimizer(torch.optim.Optimizer, WrapperBase):
             msg = "no gradients: run loss.backward() before step(loss) when need_grads is True"
             raise RuntimeError(msg)
         # The loss is read where a decision needs it, and on CPU every step (free there) to
-        # keep a non-finite one out of the optimizer; the gradients' norm on observed steps.
+        # keep a non-finite one out of the optimizer; the gradients' norm where the core uses
+        # it (a non-finite gradient elsewhere shows in the next loss, or in the parameters at
+        # the next check, which restores the last good state).
         read = self._flat.on_cpu or observed
         value = _loss_value(loss) if (read and loss is not None) else math.nan
-        grad_norm = self._flat.grad_norm() if observed else math.nan
+        grad_norm = self._flat.grad_norm() if self._core.reads_grad_norm else math.nan
         bad = (read and loss is not None and not math.isfinite(value)) or grad_norm == math.inf
         self._core.before_full()
         if not bad:

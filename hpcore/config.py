@@ -282,6 +282,9 @@ class HybridTrainerConfig:
             before the jump is rolled back; both err against the jump (read in its recovery,
             against a trend fitted through earlier ones): 3 kept more of the jumps that paid
             than 2 or 4 (``benchmarks/RESULTS.md``).
+        judge: what a judged jump is rolled back against: ``"trend"``, the loss the trend
+            says the run would have reached without it; ``"origin"``, the loss where the jump
+            started (a kept jump behind the trend still costs the floor's ledger).
         optimizer_at_jump: at a jump's landing, ``"keep"`` the optimizer's state as the last
             full step left it, or ``"advance"`` its step counters by the predicted steps
             (Adam's bias correction); the moments are kept either way.
@@ -328,6 +331,7 @@ class HybridTrainerConfig:
     check_interval: int = attrs.field(default=25, validator=_int_at_least(1))
     rollback_tolerance: float = attrs.field(default=0.5, validator=_float_in(0.0, 1e9))
     judge_margin: float = attrs.field(default=3.0, validator=_float_in(0.0, 100.0, lo_open=True))
+    judge: str = attrs.field(default="trend", validator=_one_of("trend", "origin"))
     optimizer_at_jump: str = attrs.field(default="keep", validator=_one_of("keep", "advance"))
     anneal_share: float | None = attrs.field(
         default=0.99, validator=_optional(_float_in(0.0, 1.0, lo_open=True)))

@@ -245,17 +245,20 @@ class Controller:
                                   after=after)
         steps = c.correct_steps
         if self.has_probe:
-            expected = j.probe_before + f.slope * steps
-            spread = math.hypot(f.noise / math.sqrt(steps), f.slope_se * steps)
+            origin, ahead = j.probe_before, steps
+            noise_var = f.noise ** 2 / steps
         else:  # the mean training loss of the judged steps against the trend's at them
             m = max(j.loss_n, 1)
             ahead = steps - (m - 1) / 2  # full steps from the jump to the judged window's centre
-            expected = f.value(j.start_full) + f.slope * ahead
-            spread = math.sqrt(f.noise ** 2 / m + f.noise ** 2 / len(s.trend.losses)
-                               + (f.slope_se * ahead) ** 2)
-        margin = c.judge_margin * spread
-        if after > expected + margin:
-            return self._rollback(s, reason="judged", after=after, expected=expected)
+            origin = f.value(j.start_full)
+            noise_var = f.noise ** 2 / m + f.noise ** 2 / len(s.trend.losses)
+        expected = origin + f.slope * ahead
+        spread = math.sqrt(noise_var + (f.slope_se * ahead) ** 2)
+        # "origin": roll back only a jump that left the run behind where it started (its
+        # Correct steps are spent either way); "trend": one behind the trend's progress.
+        bar, bar_spread = (expected, spread) if c.judge == "trend" else (origin, math.sqrt(noise_var))
+        if after > bar + c.judge_margin * bar_spread:
+            return self._rollback(s, reason="judged", after=after, expected=bar)
         # Kept: priced in full steps at the trend's rate where it is known, with its error,
         # so that the ledger can take the lower bound of the kept jumps' sum.
         rate = -f.slope

@@ -126,6 +126,15 @@ class HybridCore:
         return a.observe or a.probe
 
     @property
+    def reads_grad_norm(self) -> bool:
+        """The next full step's gradient norm is used: on the observed steps where the moving
+        average moves (every 4th with the defaults), which also check the parameters for
+        non-finite values. Taking the norm there only keeps its cost (a pass over the
+        gradients and a host sync) off three steps in four."""
+        a = self.state.action
+        return a.observe and not self._quiet and self.trajectory.history.moves_next(a.snapshot)
+
+    @property
     def phase(self) -> Phase:
         """The phase the next step runs in."""
         return self.state.phase
@@ -155,15 +164,17 @@ class HybridCore:
             raise RuntimeError(msg)
         step, phase = s.counters.steps, s.phase
         nonfinite, snap, level = 0, False, Level.NORMAL
+        checked = a.observe and self.trajectory.history.moves_next(a.snapshot)
         if bad_step:
             level = self._record([DivergenceEvent(step, "nan_inf", Level.WARNING, loss)])
-            if not a.observe:  # rare: are the parameters themselves gone? (one pass over N)
+            if not checked:  # rare: are the parameters themselves gone? (one pass over N)
                 self.port.sync_params()
                 nonfinite = int(kernels.vector_stats(self.trajectory.theta)[2])
         if a.observe:
             self.port.sync_params()
             loss, grad_norm = self.port.all_reduce_mean((loss, grad_norm))
-            nonfinite, snap = self.trajectory.observe(a.snapshot)
+            found, snap = self.trajectory.observe(a.snapshot)
+            nonfinite = max(nonfinite, found)
             if snap:
                 self.predictor.observe_snapshot(self.trajectory.history)
         if nonfinite and (bad_step or math.isnan(loss)):

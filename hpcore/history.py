@@ -53,6 +53,10 @@ class SnapshotHistory:
         per-update decay ``b`` (``beta / (1 - beta)`` with a stride of 1)."""
         return self.stride * self.beta / (1.0 - self.beta)
 
+    def moves_next(self, snapshot: bool) -> bool:
+        """The next :meth:`observe` advances the average (and checks for non-finite values)."""
+        return snapshot or (self.clock + 1) % self.stride == 0
+
     def observe(self, theta: Any, snapshot: bool) -> tuple[int, bool]:
         """After a full step: advance the average on every ``stride``-th call and at a
         snapshot (and push the snapshot when ``snapshot``).

@@ -25,7 +25,9 @@ NUMBA_MIN_SIZE = 1 << 19
 HEAVY_OPS = frozenset({"mlp_forward", "mlp_backward", "gru_forward", "gru_backward"})
 HEAVY_MIN_SIZE = 1 << 13
 # Ops whose Numba twin has a single-thread path for small vectors: Numba at every size.
-SERIAL_OPS = frozenset({"ema_update", "ema_update_stats"})
+# The line's GEMV and the confidence's sums measured 4-7x NumPy's float64 path on one thread
+# at 1e5-5e5 coordinates (a jump's start); the element-wise updates stay with NumPy.
+SERIAL_OPS = frozenset({"ema_update", "ema_update_stats", "lincomb", "trend_r2"})
 
 _REGISTRY: dict[tuple[str, str], Callable[..., Any]] = {}
 _override: str | None = None

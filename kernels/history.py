@@ -8,6 +8,7 @@ nothing of size N.
 from __future__ import annotations
 
 import functools
+import types
 from typing import Any
 
 import numba
@@ -159,6 +160,19 @@ _NJIT = {"parallel": True, "fastmath": False, "cache": True}
 # The same bodies on one thread, for vectors too small to pay for the threads: reassociation
 # lets the reductions vectorise; NaN and Inf keep their IEEE meaning (no "nnan"/"ninf").
 _NJIT_SERIAL = {"fastmath": {"reassoc", "contract"}, "cache": True}
+# One thread and no fastmath: element-wise updates stay bit-identical to NumPy's (no FMA).
+_NJIT_EXACT = {"cache": True}
+
+
+def _jit_as(body: Any, name: str, flags: dict[str, Any]) -> Any:
+    """``body`` jitted with ``flags`` under a name of its own. Numba's on-disk cache keys a
+    function by its qualified name and line, not by its flags: a serial and a parallel build
+    of one body under one name load each other's machine code (the parallel twin then never
+    starts its threads, or the serial one does)."""
+    fn = types.FunctionType(body.__code__, body.__globals__, name, body.__defaults__,
+                            body.__closure__)
+    fn.__qualname__ = name
+    return numba.njit(**flags)(fn)
 
 
 def _finish_update_stats(nn: float, pp: float, dot: float, bad: float) -> tuple[float, float, int]:
@@ -189,7 +203,7 @@ def _ema_update_stats_body(theta, prev, prev_update, ema, beta):  # pragma: no c
 
 
 _ema_update_stats_loop = numba.njit(**_NJIT)(_ema_update_stats_body)
-_ema_update_stats_serial = numba.njit(**_NJIT_SERIAL)(_ema_update_stats_body)
+_ema_update_stats_serial = _jit_as(_ema_update_stats_body, "_ema_update_stats_serial", _NJIT_SERIAL)
 
 
 def _ema_update_body(theta, ema, beta):  # pragma: no cover - jitted
@@ -203,7 +217,7 @@ def _ema_update_body(theta, ema, beta):  # pragma: no cover - jitted
 
 
 _ema_update_loop = numba.njit(**_NJIT)(_ema_update_body)
-_ema_update_serial = numba.njit(**_NJIT_SERIAL)(_ema_update_body)
+_ema_update_serial = _jit_as(_ema_update_body, "_ema_update_serial", _NJIT_SERIAL)
 
 
 @register("ema_update", "numba")
@@ -227,8 +241,7 @@ def ema_update_stats_numba(
     return _finish_update_stats(nn, pp, dot, bad)
 
 
-@numba.njit(**_NJIT)
-def _lincomb_loop(weights, ring, base, base_weight, out):  # pragma: no cover - jitted
+def _lincomb_body(weights, ring, base, base_weight, out):  # pragma: no cover - jitted
     c, n = ring.shape
     nblocks = (n + _BLOCK - 1) // _BLOCK
     for blk in numba.prange(nblocks):
@@ -243,18 +256,27 @@ def _lincomb_loop(weights, ring, base, base_weight, out):  # pragma: no cover - 
             out[j] = acc[j - lo] + base_weight * np.float64(base[j])
 
 
+_lincomb_loop = numba.njit(**_NJIT)(_lincomb_body)
+_lincomb_serial = _jit_as(_lincomb_body, "_lincomb_serial", _NJIT_SERIAL)
+
+
 @register("lincomb", "numba")
 def lincomb_numba(
     weights: np.ndarray, ring: np.ndarray, base: np.ndarray, base_weight: float, out: np.ndarray
 ) -> None:
-    """Numba twin of :func:`lincomb_ref` (float64 accumulation, one pass over the ring)."""
-    _lincomb_loop(weights, ring, base, float(base_weight), out)
+    """Numba twin of :func:`lincomb_ref` (float64 accumulation, one pass over the ring, no
+    float64 copy of it), parallel from ``NUMBA_MIN_SIZE`` coordinates, on one thread below."""
+    loop = _lincomb_loop if out.size >= NUMBA_MIN_SIZE else _lincomb_serial
+    loop(weights, ring, base, float(base_weight), out)
 
 
-@numba.njit(**_NJIT)
-def _axpy_path_loop(theta, origin, direction, frac):  # pragma: no cover - jitted
+def _axpy_path_body(theta, origin, direction, frac):  # pragma: no cover - jitted
     for i in numba.prange(theta.size):
         theta[i] = origin[i] + frac * direction[i]
+
+
+_axpy_path_loop = numba.njit(**_NJIT)(_axpy_path_body)
+_axpy_path_serial = _jit_as(_axpy_path_body, "_axpy_path_serial", _NJIT_EXACT)
 
 
 @register("axpy_path", "numba")
@@ -264,7 +286,8 @@ def axpy_path_numba(theta: np.ndarray, origin: np.ndarray, direction: np.ndarray
     ``frac`` is rounded to the buffers' dtype first, as NumPy does with a Python scalar, so the
     result is bit-identical to the reference.
     """
-    _axpy_path_loop(theta, origin, direction, theta.dtype.type(frac))
+    loop = _axpy_path_loop if theta.size >= NUMBA_MIN_SIZE else _axpy_path_serial
+    loop(theta, origin, direction, theta.dtype.type(frac))
 
 
 @numba.njit(**_NJIT)
@@ -285,8 +308,7 @@ def copy_numba(dst: np.ndarray, src: np.ndarray) -> None:
     _copy_loop(dst, src)
 
 
-@numba.njit(**_NJIT)
-def _trend_r2_loop(ring, times, tt):  # pragma: no cover - jitted
+def _trend_r2_body(ring, times, tt):  # pragma: no cover - jitted
     c, n = ring.shape
     nblocks = (n + _BLOCK - 1) // _BLOCK
     ss_total = 0.0
@@ -316,14 +338,20 @@ def _trend_r2_loop(ring, times, tt):  # pragma: no cover - jitted
     return ss_total, ss_slope
 
 
+_trend_r2_loop = numba.njit(**_NJIT)(_trend_r2_body)
+_trend_r2_serial = _jit_as(_trend_r2_body, "_trend_r2_serial", _NJIT_SERIAL)
+
+
 @register("trend_r2", "numba")
 def trend_r2_numba(ring: np.ndarray, centred_times: np.ndarray) -> tuple[float, float]:
-    """Numba twin of :func:`trend_r2_ref` (one pass over the ring, no float64 copy of it)."""
+    """Numba twin of :func:`trend_r2_ref` (one pass over the ring, no float64 copy of it),
+    parallel from ``NUMBA_MIN_SIZE`` elements, on one thread below."""
     times = np.ascontiguousarray(centred_times, dtype=np.float64)
     tt = float(times @ times)
     if ring.shape[0] == 0:
         return 0.0, 0.0
-    ss_total, ss_slope = _trend_r2_loop(ring, times, tt)
+    loop = _trend_r2_loop if ring.size >= NUMBA_MIN_SIZE else _trend_r2_serial
+    ss_total, ss_slope = loop(ring, times, tt)
     if tt == 0.0:
         return float(ss_total), 0.0
     # sum_j (t . dev_j / tt)^2 * tt == sum_j (t . dev_j)^2 / tt
@@ -582,17 +610,21 @@ def shift_xp(x: Any, direction: Any, scale: float) -> None:
     x += direction * x.dtype.type(scale)
 
 
-@numba.njit(**_NJIT)
-def _shift_loop(x, direction, scale):  # pragma: no cover - jitted
+def _shift_body(x, direction, scale):  # pragma: no cover - jitted
     for i in numba.prange(x.size):
         x[i] = x[i] + scale * direction[i]
+
+
+_shift_loop = numba.njit(**_NJIT)(_shift_body)
+_shift_serial = _jit_as(_shift_body, "_shift_serial", _NJIT_EXACT)
 
 
 @register("shift", "numba")
 def shift_numba(x: np.ndarray, direction: np.ndarray, scale: float) -> None:
     """Numba twin of :func:`shift_xp` (no temporary; ``scale`` rounded to x's dtype first, so
     the result is bit-identical to the reference)."""
-    _shift_loop(x, direction, x.dtype.type(scale))
+    loop = _shift_loop if x.size >= NUMBA_MIN_SIZE else _shift_serial
+    loop(x, direction, x.dtype.type(scale))
 
 
 def shift(x: Any, direction: Any, scale: float) -> None:

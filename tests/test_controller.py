@@ -101,6 +101,18 @@ class TestController:
             judged = [a.judge for _, a in drive(c, 80, after=spike(first)) if a.judge]
             assert judged[0] == verdict
 
+    def test_the_origin_judge_keeps_a_jump_behind_the_trend_but_ahead_of_its_start(self):
+        """``judge="origin"`` rolls back only a jump that left the run above where it
+        started; ``"trend"`` also one that fell short of the trend's progress."""
+        c = Controller(CFG, min_snapshots=4)
+        start = actions(drive(c, 200), "jump")[0]
+        origin = 10.0 - 0.01 * drive(c, start + 1)[-1][0].counters.full
+        for offset, verdicts in ((-0.05, ("rollback", "keep")), (0.05, ("rollback", "rollback"))):
+            for judge, verdict in zip(("trend", "origin"), verdicts, strict=True):
+                cj = Controller(attrs.evolve(CFG, judge=judge), min_snapshots=4)
+                trace = drive(cj, 80, after=lambda full, o=offset: origin + o)
+                assert [a.judge for _, a in trace if a.judge][0] == verdict, (judge, offset)
+
     def test_a_jump_that_lost_ground_is_rolled_back(self):
         """Correct losses far above the trend roll the jump back and drop its snapshots."""
         trace = drive(Controller(CFG, min_snapshots=4), 80, after=lambda full: 20.0)

@@ -23,6 +23,8 @@ import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import attrs
+
 from hpcore.bench.equivalent import (
     BUDGETS,
     WINDOW,
@@ -47,19 +49,30 @@ def config_fields(text: str) -> dict[str, Any]:
     """``field=value;field=value`` (values as Python literals, ``None`` included) as the
     keyword arguments of a config change, for the studies' command lines.
 
+    ``predictor.field=value`` changes a field of the default predictor's config.
+
     Example:
         >>> config_fields("judge_margin=2.0;anneal_share=None")
         {'judge_margin': 2.0, 'anneal_share': None}
+        >>> config_fields("predictor.shrink=0.5")["predictor"].shrink
+        0.5
     """
     import ast
 
     fields: dict[str, Any] = {}
+    predictor: dict[str, Any] = {}
     for item in filter(None, (t.strip() for t in text.split(";"))):
         key, eq, value = item.partition("=")
         if not eq:
             msg = f"a config change is field=value (got {item!r})"
             raise ValueError(msg)
-        fields[key.strip()] = ast.literal_eval(value.strip())
+        key = key.strip()
+        if key.startswith("predictor."):
+            predictor[key.removeprefix("predictor.")] = ast.literal_eval(value.strip())
+        else:
+            fields[key] = ast.literal_eval(value.strip())
+    if predictor:
+        fields["predictor"] = attrs.evolve(HybridTrainerConfig().predictor, **predictor)
     return fields
 
 

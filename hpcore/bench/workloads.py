@@ -170,14 +170,20 @@ def _torch_mlp_mnist(seed, optimizer, lr, steps, schedule):
                     schedule, seed)
 
 
-def _torch_cnn_mnist(seed, optimizer, lr, steps, schedule):
+def _torch_cnn_mnist(seed, optimizer, lr, steps, schedule, n_val=500):
     import torch
 
     x, y, xv, yv = data.load_mnist()
-    xv, yv = xv[:500], yv[:500]
+    xv, yv = xv[:n_val], yv[:n_val]
     return TorchRun(_torch_cnn, _ce, _torch_batches(x, y, 32, (1, 28, 28)),
                     (torch.from_numpy(xv).reshape(-1, 1, 28, 28), torch.from_numpy(yv)),
                     optimizer, lr, steps, schedule, seed)
+
+
+def _torch_cnn_mnist_long(seed, optimizer, lr, steps, schedule):
+    """The CNN with all 2,000 validation images: on 500 the loss's plateau moved by 20-50%
+    between evaluations, and the frontier read that noise (benchmarks/RESULTS.md)."""
+    return _torch_cnn_mnist(seed, optimizer, lr, steps, schedule, n_val=2000)
 
 
 def _mnist_pixels(x: np.ndarray) -> np.ndarray:
@@ -344,9 +350,9 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
              {"adamw": (1e-3, 2e-3, 3e-3, 4.5e-3, 6e-3, 9e-3)}, 5000, 100, _torch_char_transformer,
              tuned=_CHARTF_LONG_TUNED),
     Workload("torch-cnn-mnist-long", "torch",
-             "PyTorch CNN (2 conv 8/16 ch + linear) on MNIST (12k train / 500 val), batch 32, "
+             "PyTorch CNN (2 conv 8/16 ch + linear) on MNIST (12k train / 2k val), batch 32, "
              "AdamW, long run",
-             {"adamw": (1e-3, 2e-3, 4e-3)}, 4000, 100, _torch_cnn_mnist),
+             {"adamw": (1e-3, 2e-3, 4e-3)}, 4000, 100, _torch_cnn_mnist_long),
     Workload("torch-ae-mnist", "torch",
              "PyTorch MLP autoencoder 784-128-32-128-784 (ReLU, sigmoid) on MNIST pixels "
              "(12k train / 2k val), batch 64, MSE",

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from hpcore import kernels
-from hpcore.kernels import _dispatch, history
+from hpcore.kernels import _dispatch, history, stats
 
 PROPS = settings(max_examples=40, deadline=None)
 TWINS = ["numba", "cupy"]
@@ -112,16 +112,18 @@ class TestDispatch:
         from hpcore.kernels._dispatch import NUMBA_MIN_SIZE
 
         big = np.zeros(NUMBA_MIN_SIZE, np.float32)
-        assert kernels.lookup("axpy_path", big) is history.axpy_path_numba
-        assert kernels.lookup("axpy_path", big[:10]) is history.axpy_path_ref
+        assert kernels.lookup("vector_stats", big) is stats.vector_stats_numba
+        assert kernels.lookup("vector_stats", big[:10]) is stats.vector_stats_ref
+        # The ops with a one-thread path take Numba at every size.
+        assert kernels.lookup("lincomb", big[:10]) is history.lincomb_numba
 
     def test_use_is_a_context_manager_that_restores(self):
         """``use`` forces a backend inside the block and restores auto mode after it."""
         small = np.zeros(3, np.float32)
         with kernels.use("numba"):
-            assert kernels.lookup("axpy_path", small) is history.axpy_path_numba
+            assert kernels.lookup("vector_stats", small) is stats.vector_stats_numba
             assert kernels.lookup("copy", small) is history.copy_ref  # no twin: the reference
-        assert kernels.lookup("axpy_path", small) is history.axpy_path_ref
+        assert kernels.lookup("vector_stats", small) is stats.vector_stats_ref
 
     @pytest.mark.parametrize("op", ["ema_update_stats", "lincomb", "axpy_path", "trend_r2"])
     def test_every_history_op_has_cpu_and_gpu_twins(self, op):
@@ -267,6 +269,31 @@ class TestEmaUpdate:
         np.testing.assert_allclose(got[:2], expected[:2], rtol=1e-5, equal_nan=True)
         assert got[2] == expected[2]
         np.testing.assert_allclose(bufs[3], ref[3], rtol=1e-6, atol=1e-6)  # float32 rounding
+
+    @pytest.mark.parametrize("n", [1, 1000, _dispatch.NUMBA_MIN_SIZE - 1, _dispatch.NUMBA_MIN_SIZE])
+    def test_jump_ops_serial_and_parallel(self, n):
+        """The jump's Numba twins (line, laying, confidence, shift), on one thread below
+        ``NUMBA_MIN_SIZE`` and in parallel above, agree with the reference (the element-wise
+        ones bit for bit); the line and the confidence take Numba at every size."""
+        rng = np.random.default_rng(n)
+        ring = rng.standard_normal((5, n)).astype(np.float32)
+        theta, origin, direction = _buffers(rng, n, np.float32, 3)
+        w = rng.standard_normal(5)
+        out, out_ref = np.empty(n, np.float32), np.empty(n, np.float32)
+        assert kernels.lookup("lincomb", out) is history.lincomb_numba
+        kernels.lincomb(w, ring, origin, -1.0, out)
+        history.lincomb_ref(w, ring, origin, -1.0, out_ref)
+        np.testing.assert_allclose(out, out_ref, rtol=1e-6, atol=1e-6)
+        ref = theta.copy()
+        history.axpy_path_numba(theta, origin, direction, 0.37)
+        history.axpy_path_ref(ref, origin, direction, 0.37)
+        np.testing.assert_array_equal(theta, ref)
+        history.shift_numba(theta, direction, -0.6)
+        history.shift_xp(ref, direction, -0.6)
+        np.testing.assert_array_equal(theta, ref)
+        times = np.arange(5) - 2.0
+        np.testing.assert_allclose(kernels.trend_r2(ring, times),
+                                   history.trend_r2_ref(ring, times), rtol=1e-9)
 
     @pytest.mark.parametrize("backend", ["numpy", "numba"])
     def test_non_finite_shows_in_the_sum(self, backend):

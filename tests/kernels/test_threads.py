@@ -62,7 +62,7 @@ import json, sys
 import numpy as np
 {prelude}
 from hpcore import kernels
-x = np.ones(1 << 12, np.float32)
+x = np.ones(1 << 19, np.float32)  # NUMBA_MIN_SIZE: the parallel path, which launches threads
 with kernels.use("numba"):
     kernels.axpy_path(x, x.copy(), x.copy(), 0.5)
 import numba
@@ -199,3 +199,32 @@ class TestTorchThreads:
             pytest.skip(f"Numba's {got['layer']!r} layer with {got['cap']} thread(s) leaves "
                         "OpenMP's count alone: nothing to show")
         assert got["torch"] == got["cap"]
+
+
+class TestSerialAndParallelBuilds:
+    """Numba's disk cache keys a function by name and line, not by its flags: each build of a
+    body needs a name of its own, or one build runs the other's machine code."""
+
+    PAIRS = ("ema_update", "ema_update_stats", "lincomb", "axpy_path", "trend_r2", "shift")
+
+    def test_every_serial_build_has_a_name_of_its_own(self):
+        from hpcore.kernels import history
+
+        for op in self.PAIRS:
+            loop, serial = getattr(history, f"_{op}_loop"), getattr(history, f"_{op}_serial")
+            assert loop.py_func.__qualname__ != serial.py_func.__qualname__, op
+
+    def test_a_parallel_build_after_the_serial_one_starts_its_threads(self, tmp_path):
+        """In a fresh process with an empty cache: the serial build compiles (and is cached)
+        first; the parallel one must still be the parallel code."""
+        code = (
+            "import json, numpy as np, numba\n"
+            "from hpcore.kernels import history as h\n"
+            "x = np.ones(1 << 12, np.float32)\n"
+            "h._axpy_path_serial(x, x.copy(), x.copy(), np.float32(0.5))\n"
+            "h._axpy_path_loop(x, x.copy(), x.copy(), np.float32(0.5))\n"
+            "try:\n    layer = numba.threading_layer()\n"
+            "except ValueError:\n    layer = None\n"
+            "print(json.dumps({'layer': layer, 'cap': numba.config.NUMBA_NUM_THREADS}))\n")
+        got = _run(code, NUMBA_CACHE_DIR=str(tmp_path))
+        assert got["layer"] is not None, "the parallel build ran the serial machine code"
