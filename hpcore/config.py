@@ -78,10 +78,15 @@ class LinearConfig:
     Attributes:
         window: snapshots the line is fitted on (the most recent ones; at most ``history_size``).
         shrink: factor applied to the extrapolated drift; 1.0 follows the line.
+        scale: share of the line's move a jump takes, ``D = scale * (line(t + H) - theta)``.
+            Half: the line overshoots (1.1-1.5x the true move's length, ``benchmarks/FORKS.md``)
+            and its averaging part costs steps; half gained 1.27-1.38x against the full line's
+            1.16-1.44x on four tuning seeds (``benchmarks/RESULTS.md``).
     """
 
     window: int = attrs.field(default=10, validator=_int_at_least(2))
     shrink: float = attrs.field(default=1.0, validator=_float_in(0.0, 2.0, lo_open=True))
+    scale: float = attrs.field(default=0.5, validator=_float_in(0.0, 2.0, lo_open=True))
 
 
 @attrs.frozen
@@ -256,55 +261,47 @@ def _instance(cls: type) -> Any:
 class HybridTrainerConfig:
     """Everything the controller decides with (DESIGN section 4); every count is in steps.
 
-    The defaults are the measured cadence of DESIGN section 2: a line through the last 10 EMA
-    snapshots taken 40 steps apart, jumps of up to 100 steps (the first one at 100), 150 full
-    steps between jumps (100 + 50 Correct), and a first jump at step 600, past the loss's
-    early fast fall: on the char transformer's two tuning seeds this read better than 50 + 50
-    steps from step 400 (``benchmarks/RESULTS.md``, long runs).
+    The defaults are the measured cadence of DESIGN section 2: half the move of a line through
+    the last 10 EMA snapshots taken 40 steps apart, jumps of up to 100 steps, 150 full steps
+    between jumps (100 + 50 Correct), the first jump at step 600 (``benchmarks/RESULTS.md``).
 
     Attributes:
         warmup_steps: full steps before anything is predicted (the history also has to fill:
             ``window * snapshot_interval`` observed steps before the first jump).
-        full_steps: full steps from the end of a Correct phase to the next decision point
-            (a decision point with no jump waits this many steps for the next one).
+        full_steps: full steps from the end of Correct (or a decision without a jump) to
+            the next decision point.
         max_predict_steps: longest Predict phase (the horizon of a jump), in steps.
         correct_steps: full steps after a jump before it is judged.
         confidence_threshold: a jump is taken only when the predictor's confidence reaches it.
         divergence_threshold: loss z-score that counts as a warning (ends a Predict phase).
         history_size: snapshots of the slow trajectory kept in the ring.
         snapshot_interval: observed full steps between two snapshots.
-        snapshot_ema: per-step decay of the moving average the snapshots are taken of;
-            ``None`` snapshots raw parameters.
+        snapshot_ema: per-step decay of the snapshots' moving average (``None``: raw).
         check_interval: predicted steps between two probe checks (only with a ``probe``).
         rollback_tolerance: relative rise of a probe loss over its pre-jump value that ends
             a Predict phase at its best checked point.
-        judge_margin: standard errors by which the judged loss may lie above the trend's
-            before the jump is rolled back; both err against the jump (read in its recovery,
-            against a trend fitted through earlier ones): 3 kept more of the jumps that paid
-            than 2 or 4 (``benchmarks/RESULTS.md``).
-        judge: what a judged jump is rolled back against: ``"trend"``, the loss the trend
-            says the run would have reached without it; ``"origin"``, the loss where the jump
-            started (a kept jump behind the trend still costs the floor's ledger).
-        optimizer_at_jump: at a jump's landing, ``"keep"`` the optimizer's state as the last
-            full step left it, or ``"advance"`` its step counters by the predicted steps
-            (Adam's bias correction); the moments are kept either way.
+        judge_margin: standard errors by which the judged loss may lie above the judge's
+            bar before the jump is rolled back (3 kept more jumps that paid than 2 or 4).
+        judge: what a judged jump is rolled back against: ``"origin"`` (default), the loss
+            where the jump started (its Correct steps are spent either way), or ``"trend"``,
+            where the trend says the run would be without it (which also prices kept jumps).
+        optimizer_at_jump: at a landing, ``"keep"`` the optimizer's state, or ``"advance"``
+            its step counters by the predicted steps (the moments are kept either way).
         anneal_share: a jump starts only while the learning rate (where the wrapper reads
             one: PyTorch's ``param_groups``, :mod:`hpcore.optim`'s schedules) is at least this
             share of the highest one read: as a schedule anneals, the line extrapolates a
-            velocity the falling rate no longer gives. The default jumps only at the peak
-            rate (a constant rate, a stable phase): at 0.9 two early jumps under cosine still
-            cost 0.3-1.0% of final loss. ``None`` jumps whatever the rate.
+            velocity the falling rate no longer gives (at 0.9, two early jumps under cosine
+            cost 0.3-1.0% of final loss). ``None`` jumps whatever the rate.
         collect_metrics: keep a record of every jump for ``export_metrics``.
         seed: seeds the engine's own randomness.
         horizon_policy: ``"doubling"`` (halve and sit out after a rollback, double after
             jumps that paid) or ``"linucb"`` (a bandit with arms no jump and the average).
         bandit_alpha: exploration bonus of the LinUCB policy.
-        residual_capacity: judged jumps remembered by the residual store, which scales
-            each parameter group's forecast by how far past jumps really went (0: off).
+        residual_capacity: judged jumps the residual store keeps to scale each group's
+            forecast by how far past jumps went (0, default: off; it cost the half line).
         residual_temperature: softmax temperature of the store's state similarity.
-        total_steps: the run's length, when known: no jump starts that cannot be judged by
-            then, the history is not kept after the last chance to jump, and the floor's
-            slack is the whole run's from the first step.
+        total_steps: the run's length, when known: no jump that cannot be judged by then,
+            no history after the last chance to jump, the whole run's slack from the start.
         floor: share of the plain loop's progress the run must keep (the floor guard,
             :mod:`hpcore.floor`, a ledger in full steps): a jump starts only when ``1 - floor``
             of the steps so far (of ``total_steps`` when known), plus what kept jumps gained,
@@ -331,7 +328,7 @@ class HybridTrainerConfig:
     check_interval: int = attrs.field(default=25, validator=_int_at_least(1))
     rollback_tolerance: float = attrs.field(default=0.5, validator=_float_in(0.0, 1e9))
     judge_margin: float = attrs.field(default=3.0, validator=_float_in(0.0, 100.0, lo_open=True))
-    judge: str = attrs.field(default="trend", validator=_one_of("trend", "origin"))
+    judge: str = attrs.field(default="origin", validator=_one_of("trend", "origin"))
     optimizer_at_jump: str = attrs.field(default="keep", validator=_one_of("keep", "advance"))
     anneal_share: float | None = attrs.field(
         default=0.99, validator=_optional(_float_in(0.0, 1.0, lo_open=True)))
@@ -339,7 +336,7 @@ class HybridTrainerConfig:
     seed: int = attrs.field(default=0, validator=_int_at_least(0))
     horizon_policy: str = attrs.field(default="doubling", validator=_one_of("linucb", "doubling"))
     bandit_alpha: float = attrs.field(default=0.5, validator=_float_in(0.0, 10.0))
-    residual_capacity: int = attrs.field(default=64, validator=_int_at_least(0))
+    residual_capacity: int = attrs.field(default=0, validator=_int_at_least(0))
     residual_temperature: float = attrs.field(
         default=0.2, validator=_float_in(0.0, 100.0, lo_open=True)
     )

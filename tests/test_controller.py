@@ -111,7 +111,7 @@ class TestController:
             for judge, verdict in zip(("trend", "origin"), verdicts, strict=True):
                 cj = Controller(attrs.evolve(CFG, judge=judge), min_snapshots=4)
                 trace = drive(cj, 80, after=lambda full, o=offset: origin + o)
-                assert [a.judge for _, a in trace if a.judge][0] == verdict, (judge, offset)
+                assert next(a.judge for _, a in trace if a.judge) == verdict, (judge, offset)
 
     def test_a_jump_that_lost_ground_is_rolled_back(self):
         """Correct losses far above the trend roll the jump back and drop its snapshots."""

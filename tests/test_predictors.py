@@ -53,6 +53,23 @@ class TestMakePredictor:
             make_predictor("mlp")
 
 
+class TestLinear:
+    def test_scale_takes_that_share_of_the_lines_move(self):
+        """On an exact drift the line's D is the drift over H steps; ``scale`` takes that
+        share of it, averaging part and all."""
+        v, traj = drift(n=64, steps=12)
+        history, theta = feed(LinearPredictor(LinearConfig(window=8, scale=1.0)), traj)
+        full, half = np.empty(64, np.float32), np.empty(64, np.float32)
+        LinearPredictor(LinearConfig(window=8, scale=1.0)).forecast(history, theta, 10, full)
+        LinearPredictor(LinearConfig(window=8, scale=0.5)).forecast(history, theta, 10, half)
+        np.testing.assert_allclose(full, 10 * v, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(half, 0.5 * full, rtol=1e-5, atol=1e-6)
+
+    def test_scale_is_checked(self):
+        with pytest.raises(ValueError, match=r"'scale' must be in \(0.0, 2.0\] \(got 0.0\)"):
+            LinearConfig(scale=0.0)
+
+
 class TestFeatures:
     def test_slope_weights_recover_a_line(self):
         """The slope weights give the least-squares slope of the points."""

@@ -73,7 +73,8 @@ class LinearPredictor:
         The snapshots trail ``theta`` by the average's lag, which the times account for.
         """
         slots, times = history.window(self.config.window)
+        scale = self.config.scale
         weights = np.zeros(history.ring.shape[0])
-        weights[slots] = line_weights(times - history.lag, float(history.clock + horizon),
-                                      self.config.shrink)
-        kernels.lincomb(weights, history.ring, origin, -1.0, out)
+        weights[slots] = scale * line_weights(times - history.lag,
+                                              float(history.clock + horizon), self.config.shrink)
+        kernels.lincomb(weights, history.ring, origin, -scale, out)
