@@ -132,7 +132,7 @@ class HybridCore:
         non-finite values. Taking the norm there only keeps its cost (a pass over the
         gradients and a host sync) off three steps in four."""
         a = self.state.action
-        return a.observe and not self._quiet and self.trajectory.history.moves_next(a.snapshot)
+        return a.observe and self.trajectory.history.moves_next(a.snapshot)
 
     @property
     def phase(self) -> Phase:
@@ -164,7 +164,7 @@ class HybridCore:
             raise RuntimeError(msg)
         step, phase = s.counters.steps, s.phase
         nonfinite, snap, level = 0, False, Level.NORMAL
-        checked = a.observe and self.trajectory.history.moves_next(a.snapshot)
+        checked = self.reads_grad_norm  # this step's observe checks the parameters
         if bad_step:
             level = self._record([DivergenceEvent(step, "nan_inf", Level.WARNING, loss)])
             if not checked:  # rare: are the parameters themselves gone? (one pass over N)
